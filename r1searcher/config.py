@@ -1,0 +1,221 @@
+"""Typed configuration: dataclasses, YAML files, dotted command-line overrides.
+
+    cfg = load_config("configs/stage2.yaml", ["train.lr=1e-6", "rollout.n_samples=8"])
+
+Unknown keys are errors that name the key and the closest valid one; override values are parsed
+as YAML scalars and must match the field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2"  # "smollm2" (embedded), "qwen-coder-0.5b" (opt-in wheels), or a local HF folder
+    dtype: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    device: str = "auto"
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_layers: str = "all"  # "all" or "top:N" (adapt only the top N decoder layers)
+    cache_dir: str = ""  # where the converted embedded model is cached ("" = ~/.cache/r1searcher)
+
+
+@dataclass
+class RetrievalConfig:
+    index: str = ""  # folder of a saved index (bm25 / dense / hybrid)
+    server: str = ""  # URL of a retrieval server (R1-Searcher /queries or Search-R1 /retrieve)
+    top_k: int = 3  # paper: 3 in training, 5 in evaluation
+    max_doc_words: int = 100  # cap on each inserted passage's words
+    timeout_s: float = 30.0
+    retries: int = 3
+
+
+@dataclass
+class RolloutConfig:
+    n_samples: int = 4  # samples per question (a GRPO group)
+    temperature: float = 1.0
+    top_p: float = 0.95
+    greedy: bool = False
+    max_searches: int = 8  # paper: 8 in training, 9 in evaluation
+    max_new_tokens_per_turn: int = 512
+    max_response_tokens: int = 4096  # policy + inserted tokens after the prompt
+    prompt: str = "base"  # "base" (User:/Assistant: <think>) or "chat" (the tokenizer's template)
+    few_shot: bool = True  # add one worked example to the instruction
+    batch_size: int = 32  # sequences decoded together
+    seed: int = 0
+
+
+@dataclass
+class RewardConfig:
+    stage: int = 2  # 1: retrieval + format; 2: F1 − format penalty
+    retrieval_reward: float = 0.5
+    format_reward: float = 0.5
+    answer_bonus: bool = False  # stage 1: the released code's ±1 cover-EM term
+    format_penalty: float = 2.0  # paper/Qwen: 2; released Llama code: 1
+    max_answer_words: int = 10  # the Qwen server's ≤10-word answer rule (0 = off)
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    limit: int = 0  # 0 = all
+    on_error: str = "skip"  # "skip" bad lines (reported) or "fail"
+    shuffle: bool = True
+
+
+@dataclass
+class TrainConfig:
+    algo: str = "reinforce_pp_baseline"  # reinforce_pp_baseline | reinforce_pp | grpo
+    max_steps: int = 100
+    questions_per_step: int = 4
+    micro_batch_size: int = 4
+    lr: float = 2e-6
+    lr_schedule: str = "constant"  # constant | cosine
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    betas: list = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0
+    kl_estimator: str = "k1"  # k1 | k2 | k3
+    kl_in_reward: bool = True
+    drop_uniform_groups: bool = False
+    seed: int = 0
+    save_every: int = 10
+    keep_last: int = 2
+    init_from: str = ""  # checkpoint to start from (stage 2 from stage 1)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = "runs/default"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _closest(key: str, options: list[str]) -> str:
+    m = difflib.get_close_matches(key, options, n=1, cutoff=0.0)
+    return f" (did you mean '{m[0]}'?)" if m else ""
+
+
+def _field_type(obj: Any, name: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    return hints[name]
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        typ = args[0]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if typ in (int, float, str, bool):
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise ConfigError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    if typ is list or origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return value
+    return value
+
+
+def _apply(obj: Any, data: dict, prefix: str = "") -> None:
+    names = [f.name for f in dataclasses.fields(obj)]
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}'{_closest(full, [prefix + n for n in names])}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{full}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(current))}")
+            _apply(current, value, f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, _field_type(obj, key), full))
+
+
+def _all_keys(obj: Any, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out += _all_keys(v, f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``a.b=value`` overrides (value parsed as a YAML scalar)."""
+    valid = _all_keys(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.lr=1e-6)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{key}'{_closest(key, valid)}")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        # YAML reads 1e-6 as a string; accept numbers in any float notation.
+        if isinstance(value, str):
+            try:
+                value = float(value) if any(c in value for c in ".eE") and not value.isalpha() else value
+            except ValueError:
+                pass
+        nested: dict = {}
+        cur = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = value
+        _apply(cfg, nested)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then the dotted overrides."""
+    cfg = Config()
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+        try:
+            _apply(cfg, data)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    return apply_overrides(cfg, overrides or [])
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,54 @@
+"""The retrieval protocol every backend speaks, and the document-block format of the paper."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable passage (≤100 words, title kept)."""
+
+    id: str
+    title: str
+    text: str
+    score: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def contents(self) -> str:
+        """Search-R1 ``contents``: title, a newline, then the text."""
+        return f"{self.title}\n{self.text}"
+
+
+class RetrieverError(RuntimeError):
+    """The retriever could not answer (server down, timeout, bad reply). Never a silent empty list."""
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Batch search: one call answers every query of a rollout round."""
+
+    def search(self, queries: list[str], k: int) -> list[list[Passage]]:
+        """Return, for each query, up to ``k`` passages, best first."""
+        ...
+
+
+def format_documents(passages: list[Passage], max_words: int | None = None) -> str:
+    """The paper's numbered document lines: ``(1) Title: text\\n(2) …`` (``None`` when empty).
+
+    The system wraps this as ``<|begin_of_documents|>\\n`` + lines + ``<|end_of_documents|>\\n\\n``.
+    ``max_words`` caps each passage's text (the title is always kept).
+    """
+    if not passages:
+        return "None\n"
+    lines = []
+    for i, p in enumerate(passages, 1):
+        words = p.text.split()
+        if max_words is not None and len(words) > max_words:
+            words = words[:max_words]
+        lines.append(f"({i}) {p.title}: {' '.join(words)}\n")
+    return "".join(lines)

@@ -1,0 +1,1 @@
+"""Rollouts: batched search-while-reasoning generation that records exactly who wrote each token."""
