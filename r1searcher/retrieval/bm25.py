@@ -24,7 +24,7 @@ import numpy as np
 
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
-from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, write_table
+from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, write_table
 
 KIND = "bm25"
 MAX_QUERY_CHARS = 4096
@@ -149,14 +149,14 @@ class BM25Index:
             return np.zeros(len(self), dtype=np.float32)
         return self._bm25.get_scores_from_ids(ids)
 
-    def search(self, queries: list[str], k: int, threads: int | None = None) -> list[list[Passage]]:
-        """Top-``k`` passages per query, best first, each with its BM25 ``score``."""
+    def search_rows(self, queries: list[str], k: int, threads: int | None = None) -> list[list[tuple[int, float]]]:
+        """(row, BM25 score) per query, best first; what :meth:`search` and hybrid fusion use."""
         if isinstance(queries, str):
             raise TypeError("search takes a list of queries, not one string")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         k = min(k, len(self))
-        out: list[list[Passage]] = [[] for _ in queries]
+        out: list[list[tuple[int, float]]] = [[] for _ in queries]
         qids = [self._query_ids(q) for q in queries]
         live = [i for i, q in enumerate(qids) if q]
         if not live:
@@ -167,12 +167,14 @@ class BM25Index:
             [qids[i] for i in live], k=k, show_progress=False, n_threads=threads, return_as="tuple"
         )
         for row, i in enumerate(live):
-            out[i] = [
-                _with_score(self._table.get(int(d)), float(s))
-                for d, s in zip(docs[row], scores[row])
-                if s > 0
-            ]
+            out[i] = [(int(d), float(s)) for d, s in zip(docs[row], scores[row]) if s > 0]
         return out
+
+    def search(self, queries: list[str], k: int, threads: int | None = None) -> list[list[Passage]]:
+        """Top-``k`` passages per query, best first, each with its BM25 ``score``."""
+        return [
+            [_with_score(self._table.get(r), s) for r, s in hits] for hits in self.search_rows(queries, k, threads)
+        ]
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> dict:
@@ -181,9 +183,11 @@ class BM25Index:
         d.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         self._bm25.save(str(d / _BM25S_DIR), show_progress=False)
-        sha, n = write_table(_iter_table(self._table), d)
-        self.corpus_sha256 = sha
-        return write_manifest(d, KIND, sha, n, self.params, save_seconds=round(time.perf_counter() - t0, 3))
+        if not same_store(self._table, d):
+            self.corpus_sha256, _ = write_table(_iter_table(self._table), d)
+        return write_manifest(
+            d, KIND, self.corpus_sha256, len(self), self.params, save_seconds=round(time.perf_counter() - t0, 3)
+        )
 
     @classmethod
     def load(cls, directory: str | Path, mmap: bool = False) -> BM25Index:

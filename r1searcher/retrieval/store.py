@@ -54,6 +54,7 @@ class DiskTable:
 
     def __init__(self, directory: str | Path):
         d = Path(directory)
+        self.directory = d
         path, opath = d / PASSAGES_FILE, d / OFFSETS_FILE
         if not path.is_file() or not opath.is_file():
             raise FileNotFoundError(f"no passage store in {d} (expected {PASSAGES_FILE} and {OFFSETS_FILE})")
@@ -100,3 +101,8 @@ def write_table(passages: Iterable[Passage], directory: str | Path) -> tuple[str
             offsets.append(pos)
     np.save(d / OFFSETS_FILE, np.asarray(offsets, dtype=np.int64))
     return h.hexdigest(), len(offsets) - 1
+
+
+def same_store(table: PassageTable, directory: str | Path) -> bool:
+    """True when ``table`` is already the on-disk store of ``directory`` (re-saving in place)."""
+    return isinstance(table, DiskTable) and table.directory.resolve() == Path(directory).resolve()
