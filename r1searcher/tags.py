@@ -154,7 +154,8 @@ def parse(completion: str, max_answer_words: int | None = 10) -> Parsed:
     Problems (each a short string) are what the paper's stage-2 format penalty punishes:
     query/document tag counts unequal (a block the model made up, an open query), bad
     think/answer counts, a query or document tag inside the answer, an answer of more than
-    ``max_answer_words`` words, CJK characters outside document blocks.
+    ``max_answer_words`` words (``None`` or 0: no limit, as ``RewardConfig.max_answer_words``),
+    CJK characters outside document blocks.
     """
     out = Parsed(counts=FormatCounts.of(completion))
     c = out.counts
@@ -224,7 +225,7 @@ def parse(completion: str, max_answer_words: int | None = 10) -> Parsed:
     if out.answer is not None:
         if "begin_of_query" in out.answer or "begin_of_documents" in out.answer:
             out.problems.append("query or documents inside the answer")
-        if max_answer_words is not None and len(out.answer.split()) > max_answer_words:
+        if max_answer_words and len(out.answer.split()) > max_answer_words:
             out.problems.append(f"answer longer than {max_answer_words} words")
     if has_cjk(strip_documents(completion)):
         out.problems.append("CJK characters outside documents")
