@@ -1,0 +1,61 @@
+"""``r1searcher search --index DIR (QUERY | --queries FILE) [-k 5] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "search a saved index with one query or a JSONL file of questions"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (any kind)")
+    p.add_argument("query", nargs="?", help="one query (or use --queries)")
+    p.add_argument("--queries", metavar="FILE", help="JSONL with a 'question' or 'query' field per line")
+    p.add_argument("-k", type=int, default=5, help="passages per query (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON line per query: {query, passages:[{id,title,text,score}]}")
+    p.add_argument("--batch", type=int, default=256, help="queries per index call")
+
+
+def read_queries(path: str) -> list[str]:
+    """Questions from a JSONL file (``question`` or ``query``); bad lines are errors naming the line."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: invalid JSON ({e})") from None
+            q = obj.get("question", obj.get("query")) if isinstance(obj, dict) else None
+            if not isinstance(q, str):
+                raise ValueError(f"{path}:{lineno}: no string 'question' or 'query' field")
+            out.append(q)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from r1searcher.retrieval.index import load_index
+
+    if (args.query is None) == (args.queries is None):
+        raise ValueError("give either one QUERY or --queries FILE")
+    if args.k < 1:
+        raise ValueError("-k must be >= 1")
+    queries = [args.query] if args.query is not None else read_queries(args.queries)
+    index = load_index(args.index)
+    out = sys.stdout
+    for start in range(0, len(queries), args.batch):
+        chunk = queries[start : start + args.batch]
+        for q, passages in zip(chunk, index.search(chunk, args.k)):
+            if args.json:
+                rec = {"query": q, "passages": [{"id": p.id, "title": p.title, "text": p.text, "score": p.score} for p in passages]}
+                out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            else:
+                out.write(f"# {q}\n")
+                if not passages:
+                    out.write("  (no passage matches)\n")
+                for i, p in enumerate(passages, 1):
+                    out.write(f"  ({i}) [{p.score:.3f}] {p.title}: {p.text}\n")
+    return 0
