@@ -225,8 +225,8 @@ def resolve_dataset(name: str) -> Path:
     Looks for ``<name>.jsonl`` (then ``<name>.json``) in ``$R1SEARCHER_DATA`` (and its ``eval/``,
     ``dev_extra/``, ``train/``), then in ``../shared/data/{eval,dev_extra,train}/`` and
     ``../shared/data/`` next to the repo and next to the current directory, so ``hotpotqa`` is the
-    eval set and ``dev_extra/hotpotqa`` the extra dev set. Raises FileNotFoundError naming the places searched and
-    the names available there.
+    eval set and ``dev_extra/hotpotqa`` the extra dev set. Raises FileNotFoundError naming the
+    places searched and the names available there.
     """
     direct = Path(name).expanduser()
     if direct.is_file():
