@@ -1,0 +1,115 @@
+"""Data parallelism at the edges of the loop: process group, sharding, gradient and stats reduction.
+
+The same script runs alone or under ``torchrun`` / ``accelerate launch`` (both set RANK,
+WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT): gloo on CPU, nccl on GPU. Every rank holds a full
+replica; the step's questions are split across ranks (a question's n samples stay on one rank,
+so group baselines are local); advantage whitening and logged statistics are reduced over ranks.
+
+Gradients are summed with explicit all-reduces after the micro-batches, not by wrapping the model
+in ``DistributedDataParallel``: in RL the number of micro-batches differs between ranks (groups
+dropped, different lengths), and DDP's wrapper needs every rank to run the same number of backward
+passes. Each rank's loss is already its share of the global loss (global denominators), so the sum
+over ranks is the gradient of the whole batch, the same as one process computing it alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init(device: str = "auto") -> Dist:
+    """Join the process group when launched by torchrun/accelerate (WORLD_SIZE > 1); else single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda") or device.startswith("cuda")
+    if use_cuda:
+        torch.cuda.set_device(local)  # so that device "cuda" means this rank's GPU
+    else:  # share the CPU cores between the local ranks instead of oversubscribing them
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(items: Sequence, rank: int, world_size: int) -> list:
+    """Contiguous share of ``items`` for ``rank`` (sizes differ by at most one)."""
+    n = len(items)
+    lo, hi = rank * n // world_size, (rank + 1) * n // world_size
+    return list(items[lo:hi])
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (a copy; identity when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return t
+    out = t.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def sum_gradients(params: Sequence[torch.nn.Parameter]) -> None:
+    """Sum every parameter's gradient over ranks, in one flat buffer per dtype/device.
+
+    A rank that did no backward pass (all its groups dropped) contributes zeros.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    buckets: dict[tuple, list[torch.nn.Parameter]] = {}
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        buckets.setdefault((p.grad.dtype, p.grad.device), []).append(p)
+    for group in buckets.values():
+        flat = torch.cat([p.grad.reshape(-1) for p in group])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p in group:
+            n = p.grad.numel()
+            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+            offset += n
+
+
+def gather_sums(stats: dict[str, float]) -> dict[str, float]:
+    """Sum dictionaries of numbers over ranks (keys may differ between ranks)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return dict(stats)
+    everyone: list[dict[str, float]] = [{} for _ in range(dist.get_world_size())]
+    dist.all_gather_object(everyone, stats)
+    out: dict[str, float] = {}
+    for d in everyone:
+        for k, v in d.items():
+            out[k] = out.get(k, 0.0) + v
+    return out

@@ -1,0 +1,98 @@
+"""Per-token log-probs of Trajectories under a model, computed only where they are needed.
+
+A batch of trajectories becomes right-padded ``prompt + response`` rows. The model's decoder runs
+over every token, but the vocabulary projection (49k × hidden for SmolLM2: the memory hog, 0.4 GB
+of fp32 logits per 2k tokens) is applied only to the hidden states that predict a *selected*
+response token (by default: the policy tokens). Log-probs use the same temperature as the
+sampler, ``log_softmax(logits / T)[token]`` over the full vocabulary, so on-policy the ratio
+against the sampler's recorded log-probs starts at 1.
+
+Response space: column ``t`` of a ``[B, T]`` tensor is response token ``t`` (left-aligned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from r1searcher.rollout.trajectory import Trajectory
+
+
+@dataclass
+class Batch:
+    """Tensors of a list of trajectories (B rows, L = longest prompt + response, T = longest response)."""
+
+    input_ids: torch.Tensor  # [B, L] long, prompt then response, right-padded with pad_id
+    attention_mask: torch.Tensor  # [B, L] long
+    prompt_lens: torch.Tensor  # [B] long
+    tokens: torch.Tensor  # [B, T] long, response tokens (pad after the end)
+    valid: torch.Tensor  # [B, T] bool, a real response token (not padding)
+    loss_mask: torch.Tensor  # [B, T] bool, sampled by the policy (documents: False)
+    old_logp: torch.Tensor  # [B, T] float, the sampler's log-probs (0 where not recorded)
+
+    def to(self, device) -> Batch:
+        return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def collate(trajs: Sequence[Trajectory], pad_id: int, T: int | None = None) -> Batch:
+    """Trajectories -> :class:`Batch`. ``T`` pads the response space to a fixed width (≥ longest)."""
+    B = len(trajs)
+    T = max([len(t.response_ids) for t in trajs] + [T or 0, 1])
+    L = max([len(t.prompt_ids) + len(t.response_ids) for t in trajs] + [1])
+    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
+    attn = torch.zeros(B, L, dtype=torch.long)
+    tokens = torch.full((B, T), pad_id, dtype=torch.long)
+    valid = torch.zeros(B, T, dtype=torch.bool)
+    loss = torch.zeros(B, T, dtype=torch.bool)
+    old = torch.zeros(B, T, dtype=torch.float32)
+    for i, t in enumerate(trajs):
+        P, R = len(t.prompt_ids), len(t.response_ids)
+        input_ids[i, : P + R] = torch.tensor(list(t.prompt_ids) + list(t.response_ids), dtype=torch.long)
+        attn[i, : P + R] = 1
+        if R:
+            tokens[i, :R] = torch.tensor(t.response_ids, dtype=torch.long)
+            valid[i, :R] = True
+            loss[i, :R] = torch.tensor(t.loss_mask, dtype=torch.bool)
+            if t.logprobs:
+                old[i, :R] = torch.tensor(t.logprobs, dtype=torch.float32)
+    prompt_lens = torch.tensor([len(t.prompt_ids) for t in trajs], dtype=torch.long)
+    return Batch(input_ids, attn, prompt_lens, tokens, valid, loss, old)
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+def token_logprobs(
+    model, batch: Batch, temperature: float = 1.0, select: torch.Tensor | None = None, with_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of the response tokens, ``[B, T]`` (0 where not selected), and optionally the
+    entropy of the (temperature-scaled) next-token distribution there, ``[B, T]`` (no grad).
+
+    ``select`` [B, T] bool picks the positions to project (default: ``valid & loss_mask``).
+    Differentiable when called with grad enabled.
+    """
+    m = _unwrap(model)
+    decoder, head = m.get_decoder(), m.get_output_embeddings()
+    select = (batch.valid & batch.loss_mask) if select is None else select.bool()
+    hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # [B, L, H]
+    rows, cols = torch.nonzero(select, as_tuple=True)  # response token cols of rows
+    src = batch.prompt_lens.to(rows.device)[rows] + cols - 1  # the hidden state that predicts it
+    logits = head(hidden[rows, src]).float() / temperature  # [N, V], N = selected tokens
+    logz = torch.logsumexp(logits, dim=-1)
+    target = batch.tokens[rows, cols]
+    lp = logits.gather(-1, target[:, None]).squeeze(-1) - logz
+    out = torch.zeros(select.shape, dtype=lp.dtype, device=lp.device).index_put((rows, cols), lp)
+    ent = None
+    if with_entropy:
+        with torch.no_grad():
+            p = torch.softmax(logits, -1)
+            h = logz - (p * logits).sum(-1)
+            ent = torch.zeros(select.shape, dtype=h.dtype, device=h.device).index_put((rows, cols), h)
+    return out, ent
