@@ -94,7 +94,13 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 10
     keep_last: int = 2
-    init_from: str = ""  # checkpoint to start from (stage 2 from stage 1)
+    init_from: str = ""  # checkpoint to start from (stage 2 from stage 1): a run, checkpoint or model folder
+    loss_agg: str = "seq-mean-token-mean"  # seq-mean-token-mean (OpenRLHF, micro-batch 1) | token-mean
+    min_lr_ratio: float = 0.1  # cosine decays to min_lr_ratio × lr (OpenRLHF cosine_with_min_lr)
+    recompute_old_logprobs: bool = False  # extra no-grad forward instead of the sampler's log-probs
+    gradient_checkpointing: bool = False
+    log_samples: int = 2  # trajectories per step written to samples.jsonl (0 = none)
+    progress: bool = True  # tqdm bar with live reward and searches
 
 
 @dataclass

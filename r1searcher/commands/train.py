@@ -1,0 +1,62 @@
+"""``r1searcher train``: RL training of a search-while-reasoning policy (one stage, or both).
+
+    r1searcher train --config configs/stage1.yaml --out runs/s1 train.max_steps=50
+    r1searcher train --stages --out runs/two          # stage1.yaml, then stage2.yaml from its checkpoint
+    r1searcher train --config configs/tiny.yaml --out runs/t --resume
+    torchrun --nproc_per_node 2 -m r1searcher.cli train --config configs/tiny.yaml   # data parallel
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train a policy with RL on outcome rewards (stage 1, stage 2, or --stages for both)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="YAML config (with --stages: one per stage, in order)")
+    p.add_argument("--out", help="run folder (default: the config's 'out'); with --stages, one sub-folder per stage")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--stages", action="store_true",
+                   help="run the stages in order, each starting from the previous one's checkpoint "
+                        "(default configs: configs/stage1.yaml configs/stage2.yaml)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_steps=20")
+
+
+def _bundled(name: str) -> str:
+    import r1searcher
+
+    for root in (Path(r1searcher.__file__).resolve().parents[1], Path.cwd()):
+        if (root / "configs" / name).exists():
+            return str(root / "configs" / name)
+    raise FileNotFoundError(f"configs/{name} not found; pass --config explicitly")
+
+
+def run(args: argparse.Namespace) -> int:
+    from r1searcher.config import load_config
+    from r1searcher.rl import distributed as D
+    from r1searcher.rl.trainer import train
+
+    configs = args.config or ([_bundled("stage1.yaml"), _bundled("stage2.yaml")] if args.stages else [])
+    if not configs:
+        raise ValueError("give --config FILE (or --stages)")
+    if len(configs) > 1 and not args.stages:
+        raise ValueError("several --config files need --stages (they run in order)")
+    try:
+        previous = None
+        for path in configs:
+            overrides = list(args.overrides)
+            if previous is not None and not any(o.startswith("train.init_from=") for o in overrides):
+                overrides.append(f"train.init_from={previous}")
+            cfg = load_config(path, overrides)
+            out = args.out
+            if args.stages:
+                out = str(Path(args.out or "runs/stages") / Path(path).stem)
+            previous = train(cfg, out, resume=args.resume)
+            print(f"{path}: done, run folder {previous}")
+    finally:
+        D.shutdown()
+    return 0

@@ -1,0 +1,423 @@
+"""The RL loop, top to bottom (nanoGPT-style): one optimizer step per rollout batch.
+
+    questions → rollouts (engine: generate + retrieve) → rewards → [drop uniform groups]
+    → [reference log-probs, only when kl_coef > 0] → advantages → micro-batched forward/backward
+    → sum gradients over ranks → clip → AdamW step → log → checkpoint
+
+Simplifications, on purpose:
+- One optimizer step per rollout batch, so the policy that sampled is the policy being updated:
+  the sampler's recorded log-probs are the "old" log-probs (no extra forward pass) and the PPO
+  ratio starts at 1 (``train.recompute_old_logprobs`` adds that forward pass back).
+- The reference policy for the KL term is a frozen copy of the starting weights, or, when training
+  LoRA, the same model with its adapters disabled (no second copy; when stage 2 continues a stage-1
+  adapter, the reference is the base model, not the stage-1 policy).
+- Log-probs are computed only at policy tokens (``rl/logprobs.py``); documents get no log-prob,
+  no KL and no whitening statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+
+from r1searcher.config import Config, TrainConfig
+from r1searcher.rl import distributed as D
+from r1searcher.rl.advantages import get_estimator, uniform_groups
+from r1searcher.rl.checkpoint import latest_checkpoint, load_checkpoint, resolve_model_dir, save_checkpoint, seed_everything
+from r1searcher.rl.logprobs import Batch, collate, token_logprobs
+from r1searcher.rl.losses import kl_estimate, rl_loss
+from r1searcher.rollout.trajectory import STOP_REASONS, Trajectory
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+class QuestionSampler:
+    """Endless epochs over ``n`` questions, each a permutation seeded by (seed, epoch); resumable."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+        if n <= 0:
+            raise ValueError("no training questions")
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.pos = 0, 0
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def next(self, k: int) -> list[int]:
+        out, order = [], self._order()
+        while len(out) < k:
+            if self.pos >= self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                order = self._order()
+            take = min(k - len(out), self.n - self.pos)
+            out += order[self.pos : self.pos + take]
+            self.pos += take
+        return out
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos, "n": self.n}
+
+    def load_state_dict(self, s: dict) -> None:
+        if s["n"] != self.n:
+            raise ValueError(f"the checkpoint was trained on {s['n']} questions, the data now has {self.n}")
+        self.epoch, self.pos = s["epoch"], s["pos"]
+
+
+def lr_factor(step: int, t: TrainConfig) -> float:
+    """LR multiplier at optimizer step ``step``: linear warmup, then constant or cosine to min_lr_ratio."""
+    if step < t.warmup_steps:
+        return (step + 1) / (t.warmup_steps + 1)
+    if t.lr_schedule == "constant":
+        return 1.0
+    if t.lr_schedule == "cosine":
+        span = max(1, t.max_steps - t.warmup_steps)
+        progress = min(1.0, (step - t.warmup_steps) / span)
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown lr_schedule {t.lr_schedule!r}; valid: constant, cosine")
+
+
+class TimedRetriever:
+    """A retriever that adds the seconds spent in ``search`` to ``self.seconds``."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds, self.calls = inner, 0.0, 0
+
+    def search(self, queries, k):
+        t0 = time.perf_counter()
+        try:
+            return self.inner.search(queries, k)
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def build_retriever(cfg: Config):
+    """``retrieval.server`` (HTTP), or ``retrieval.index``: an index folder, or a corpus file/name
+    (BM25, built once and cached under the model cache)."""
+    r = cfg.retrieval
+    if r.server:
+        from r1searcher.retrieval.client import HttpRetriever
+
+        return HttpRetriever(r.server, timeout=r.timeout_s, retries=r.retries)
+    if not r.index:
+        raise ValueError("no retriever: set retrieval.index (an index folder or a corpus .jsonl) or retrieval.server")
+    p = Path(r.index).expanduser()
+    from r1searcher.retrieval.index import cached_index, load_index
+
+    if p.is_dir():
+        return load_index(p)
+    from r1searcher.data.qa import resolve_dataset
+    from r1searcher.models import cache_root
+    from r1searcher.retrieval.corpus import read_passages
+
+    passages = list(read_passages(resolve_dataset(r.index)))
+    index, _, _ = cached_index(passages, "bm25", cache_root(cfg.model.cache_dir) / "indexes")
+    return index
+
+
+# --------------------------------------------------------------------------- the update
+
+
+def micro_batches(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def batched_logprobs(model, trajs: list[Trajectory], pad_id: int, temperature: float, size: int, T: int) -> torch.Tensor:
+    """No-grad log-probs of all trajectories at policy tokens, ``[B, T]``."""
+    out = torch.zeros(len(trajs), T)
+    device = next(model.parameters()).device
+    for rows in micro_batches(len(trajs), size):
+        mb = collate([trajs[i] for i in rows], pad_id).to(device)
+        lp, _ = token_logprobs(model, mb, temperature)
+        out[rows, : lp.shape[1]] = lp.float().cpu()
+    return out
+
+
+def reference_logprobs(model, ref_model, trajs, pad_id, temperature, size, T) -> torch.Tensor:
+    """Log-probs under the reference: the frozen copy, or the LoRA model with adapters disabled."""
+    if ref_model is not None:
+        return batched_logprobs(ref_model, trajs, pad_id, temperature, size, T)
+    with getattr(model, "module", model).disable_adapter():
+        return batched_logprobs(model, trajs, pad_id, temperature, size, T)
+
+
+def policy_update(
+    model, optimizer, trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig, *, pad_id: int,
+    temperature: float, ref_logp: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Advantages, then forward/backward over micro-batches, gradient sum over ranks, clip, step.
+
+    ``trajs`` are this rank's (whole groups); ``rewards`` [B]; ``ref_logp`` [B, T] or None. The loss
+    denominators are global, so the summed gradient equals one process doing the whole batch.
+    Returns sums (not means) of statistics for exact reduction over ranks.
+    """
+    device = next(model.parameters()).device
+    B = len(trajs)
+    full = collate(trajs, pad_id)  # B may be 0: a rank whose groups were all dropped still joins the reductions
+    stats: dict[str, float] = {}
+    old = full.old_logp
+    if t.recompute_old_logprobs and B:
+        old = batched_logprobs(model, trajs, pad_id, temperature, t.micro_batch_size, full.tokens.shape[1])
+    kl = None
+    if ref_logp is not None:
+        kl = kl_estimate(old, ref_logp, full.valid & full.loss_mask, t.kl_estimator)
+        stats["kl_sum"] = float(kl.sum())
+    group = torch.tensor([x.group for x in trajs], dtype=torch.long)
+    adv, _ = get_estimator(t.algo)(rewards.float(), group, full.valid, full.loss_mask,
+                                   kl if t.kl_in_reward else None, t.kl_coef, allreduce=D.all_reduce_sum)
+    counts = D.all_reduce_sum(torch.tensor([float(B), float((full.valid & full.loss_mask).sum())]))
+    denom = float(counts[0] if t.loss_agg == "seq-mean-token-mean" else counts[1])
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    t_fb = time.perf_counter()
+    for rows in micro_batches(B, t.micro_batch_size):
+        mb = collate([trajs[i] for i in rows], pad_id).to(device)
+        Tm = mb.tokens.shape[1]
+        old_mb = old[rows, :Tm].to(device)
+        logp, ent = token_logprobs(model, mb, temperature, with_entropy=True)
+        use_kl_loss = ref_logp is not None and not t.kl_in_reward
+        loss, st = rl_loss(
+            logp, old_mb, adv[rows, :Tm].to(device), mb.valid, mb.loss_mask, clip_eps=t.clip_eps,
+            ref_logp=ref_logp[rows, :Tm].to(device) if use_kl_loss else None, kl_coef=t.kl_coef,
+            kl_estimator=t.kl_estimator, agg=t.loss_agg, denom=max(denom, 1.0),
+        )
+        loss.backward()
+        mask = mb.valid & mb.loss_mask
+        stats["loss"] = stats.get("loss", 0.0) + float(loss.detach())
+        stats["entropy_sum"] = stats.get("entropy_sum", 0.0) + float(ent[mask].sum())
+        stats["old_minus_new_sum"] = stats.get("old_minus_new_sum", 0.0) + float((old_mb - logp.detach())[mask].sum())
+        stats["train_tokens"] = stats.get("train_tokens", 0.0) + mb.n_tokens
+        for k, v in st.items():
+            stats[f"{k}_sum"] = stats.get(f"{k}_sum", 0.0) + float(v)
+    D.sum_gradients(params)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    stats["sec_fwd_bwd"] = time.perf_counter() - t_fb
+    stats["grad_norm"] = float(grad_norm)  # identical on every rank (gradients were summed first)
+    return stats
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list[dict], answers: list[list[str]]) -> dict:
+    """Sums over this rank's trajectories of everything logged per step (reduced over ranks later)."""
+    from r1searcher.metrics import max_cover_exact_match, max_exact_match, max_f1_score
+
+    s: dict[str, float] = {"n": len(trajs), "reward_sum": sum(rewards), "reward_sq": sum(r * r for r in rewards)}
+    for tr, bd, gold in zip(trajs, breakdowns, answers):
+        pred = tr.answer
+        s["f1"] = s.get("f1", 0.0) + (max_f1_score(pred, gold) if pred is not None else 0.0)
+        s["em"] = s.get("em", 0.0) + float(pred is not None and max_exact_match(pred, gold))
+        s["acc"] = s.get("acc", 0.0) + float(pred is not None and max_cover_exact_match(pred, gold))
+        s["has_answer"] = s.get("has_answer", 0.0) + float(pred is not None)
+        s["searches"] = s.get("searches", 0.0) + tr.n_searches
+        s["with_search"] = s.get("with_search", 0.0) + float(tr.n_searches >= 1)
+        s["response_len"] = s.get("response_len", 0.0) + len(tr.response_ids)
+        s["policy_tokens"] = s.get("policy_tokens", 0.0) + sum(tr.loss_mask)
+        s[f"stop_{tr.stop_reason}"] = s.get(f"stop_{tr.stop_reason}", 0.0) + 1
+        for k, v in (bd or {}).items():
+            if isinstance(v, (int, float)):  # numeric components (bools count as 0/1)
+                s[f"reward_{k}"] = s.get(f"reward_{k}", 0.0) + float(v)
+    return s
+
+
+def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dropped: int, kl_on: bool) -> dict:
+    """One log line from the summed statistics."""
+    n = max(s.get("n", 0.0), 1.0)
+    toks = max(upd.get("tokens_sum", 0.0), 1.0)
+    mean = s.get("reward_sum", 0.0) / n
+    rec = {
+        "step": step,
+        "reward_mean": mean,
+        "reward_std": math.sqrt(max(s.get("reward_sq", 0.0) / n - mean * mean, 0.0)),
+        **{k: v / n for k, v in sorted(s.items()) if k.startswith("reward_") and k not in ("reward_sum", "reward_sq")},
+        "searches_per_trajectory": s.get("searches", 0.0) / n,
+        "frac_with_search": s.get("with_search", 0.0) / n,
+        "f1": s.get("f1", 0.0) / n,
+        "acc": s.get("acc", 0.0) / n,
+        "em": s.get("em", 0.0) / n,
+        "frac_with_answer": s.get("has_answer", 0.0) / n,
+        "response_len": s.get("response_len", 0.0) / n,
+        "policy_tokens": s.get("policy_tokens", 0.0) / n,
+        **{f"stop_{r}": int(s.get(f"stop_{r}", 0)) for r in STOP_REASONS},
+        "trajectories": int(s.get("n", 0)),
+        "groups_dropped": groups_dropped,
+        "kl": upd.get("kl_sum", 0.0) / toks if kl_on else None,
+        "entropy": upd.get("entropy_sum", 0.0) / toks,
+        "approx_kl_sampler": upd.get("old_minus_new_sum", 0.0) / toks,
+        "loss": upd.get("loss", 0.0),
+        "grad_norm": upd.get("grad_norm", 0.0),
+        "clip_frac": upd.get("clipped_sum", 0.0) / toks,
+        "lr": lr,
+    }
+    gen_tokens = s.get("response_len", 0.0)
+    rec["tokens_per_s"] = gen_tokens / max(times["seconds"], 1e-9)
+    rec["train_tokens_per_s"] = upd.get("train_tokens", 0.0) / max(times.get("sec_fwd_bwd", 0.0), 1e-9)
+    rec.update({k: round(v, 4) for k, v in times.items()})
+    return rec
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _load_models(cfg: Config, dist: D.Dist):
+    from r1searcher.models import load_policy
+
+    init_dir = resolve_model_dir(cfg.train.init_from) if cfg.train.init_from else None
+    model, tok = load_policy(cfg.model, path=str(init_dir) if init_dir else None)
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if cfg.model.lora:
+            model.enable_input_require_grads()
+    ref = None
+    if cfg.train.kl_coef > 0 and not cfg.model.lora:
+        ref, _ = load_policy(replace(cfg.model, lora=False), path=str(init_dir) if init_dir else None)
+        ref.eval().requires_grad_(False)
+    return model, tok, ref
+
+
+def train(cfg: Config, out: str | Path | None = None, resume: bool = False) -> Path:
+    """Run (or resume) one training stage; return the run folder."""
+    from r1searcher.data.qa import load_qa, resolve_dataset
+    from r1searcher.rewards import compute_reward
+    from r1searcher.rollout.engine import RolloutEngine
+
+    t = cfg.train
+    run = Path(out or cfg.out)
+    dist = D.init(cfg.model.device)
+    if t.questions_per_step % dist.world_size:
+        raise ValueError(f"train.questions_per_step ({t.questions_per_step}) must divide evenly over {dist.world_size} ranks")
+    ckpt = latest_checkpoint(run) if resume else None
+    if not resume and latest_checkpoint(run) is not None:
+        raise ValueError(f"{run} already has checkpoints: pass --resume to continue it, or choose another --out")
+    seed_everything(t.seed + dist.rank)
+    cfg_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if dist.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(cfg_yaml)
+
+    records = load_qa(resolve_dataset(cfg.data.path), on_error=cfg.data.on_error, limit=cfg.data.limit or None)
+    sampler = QuestionSampler(len(records), t.seed, cfg.data.shuffle)
+    model, tok, ref_model = _load_models(cfg, dist)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t))
+    retriever = TimedRetriever(build_retriever(cfg))
+    engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
+
+    start, elapsed = 0, 0.0
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, rank=dist.rank)
+        if state.get("world_size", 1) != dist.world_size:
+            raise ValueError(f"{ckpt} was written by {state['world_size']} ranks; resume with the same number")
+        start, elapsed = state["step"], state.get("elapsed", 0.0)
+        sampler.load_state_dict(state["sampler"])
+        if dist.is_main:
+            _truncate_log(run / "log.jsonl", start)
+            _truncate_log(run / "samples.jsonl", start)
+    elif resume and dist.is_main:
+        print(f"no checkpoint in {run}: starting from step 0")
+
+    bar = None
+    if dist.is_main and t.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=t.max_steps, initial=start, desc=f"train {run.name}", unit="step", dynamic_ncols=True)
+    pad_id = tok.pad_token_id
+    kl_on = t.kl_coef > 0
+    for step in range(start, t.max_steps):
+        t0 = time.perf_counter()
+        times: dict[str, float] = {}
+        # 1. questions: the same global batch on every rank, each rank rolls out its share
+        recs = [records[i] for i in D.shard(sampler.next(t.questions_per_step), dist.rank, dist.world_size)]
+        # 2. rollouts (generation and retrieval interleaved; retrieval timed by the wrapper)
+        retriever.seconds = 0.0
+        model.eval()
+        with torch.no_grad():
+            trajs = engine.rollout([r.question for r in recs], seed=(t.seed * 1_000_003 + step) * 1009 + dist.rank)
+        times["sec_rollout"] = time.perf_counter() - t0
+        times["sec_retrieve"] = retriever.seconds
+        times["sec_generate"] = times["sec_rollout"] - retriever.seconds
+        # 3. rewards
+        t1 = time.perf_counter()
+        answers = [recs[tr.group].answers for tr in trajs]
+        scored = [compute_reward(tr, gold, cfg.reward) for tr, gold in zip(trajs, answers)]
+        rewards = torch.tensor([r for r, _ in scored], dtype=torch.float32)
+        times["sec_reward"] = time.perf_counter() - t1
+        sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers)
+        # 4. optional: drop groups with all-equal rewards (no outcome signal)
+        dropped = 0
+        if t.drop_uniform_groups and trajs:
+            same = uniform_groups(rewards, torch.tensor([tr.group for tr in trajs]))
+            dropped = len({tr.group for tr, u in zip(trajs, same) if u})
+            keep = [i for i in range(len(trajs)) if not same[i]]
+            trajs, rewards = [trajs[i] for i in keep], rewards[keep]
+        # 5. reference log-probs (KL), only when kl_coef > 0
+        t2 = time.perf_counter()
+        ref_logp = None
+        if kl_on:
+            T = max([len(x.response_ids) for x in trajs] + [1])
+            ref_logp = reference_logprobs(model, ref_model, trajs, pad_id, cfg.rollout.temperature, t.micro_batch_size, T)
+        times["sec_reference"] = time.perf_counter() - t2
+        # 6. advantages + micro-batched update + optimizer step
+        upd = policy_update(model, optimizer, trajs, rewards, t, pad_id=pad_id, temperature=cfg.rollout.temperature,
+                            ref_logp=ref_logp)
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        grad_norm, times["sec_fwd_bwd"] = upd.pop("grad_norm"), upd.pop("sec_fwd_bwd")
+        # 7. log (statistics summed over ranks)
+        sums = D.gather_sums(sums)
+        upd = D.gather_sums(upd)
+        upd["grad_norm"] = grad_norm
+        dropped = int(D.gather_sums({"d": dropped})["d"])
+        times["seconds"] = time.perf_counter() - t0
+        elapsed += times["seconds"]
+        rec = step_record(step + 1, sums, upd, times, lr, dropped, kl_on)
+        rec["elapsed"] = round(elapsed, 2)
+        if dist.is_main:
+            with open(run / "log.jsonl", "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if t.log_samples:
+                with open(run / "samples.jsonl", "a") as f:
+                    for tr, r in zip(trajs[: t.log_samples], rewards.tolist()):
+                        f.write(json.dumps({"step": step + 1, "reward": r, "question": tr.question, "text": tr.text,
+                                            "stop_reason": tr.stop_reason, "n_searches": tr.n_searches}) + "\n")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", search=f"{rec['frac_with_search']:.2f}",
+                                f1=f"{rec['f1']:.2f}", s=f"{times['seconds']:.0f}")
+        # 8. checkpoint
+        if (step + 1) % max(t.save_every, 1) == 0 or step + 1 == t.max_steps:
+            save_checkpoint(run, step + 1, model=model, optimizer=optimizer, scheduler=scheduler,
+                            state={"sampler": sampler.state_dict(), "elapsed": elapsed}, config_yaml=cfg_yaml,
+                            tokenizer=tok, rank=dist.rank, world_size=dist.world_size, keep_last=t.keep_last,
+                            barrier=D.barrier)
+    if bar is not None:
+        bar.close()
+    return run
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines of steps after ``step`` (written after the checkpoint a resume starts from)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)
