@@ -38,6 +38,8 @@ class Trajectory:
     question: str = ""
     answer: str | None = None  # extracted prediction (None when no <answer>…</answer>)
     group: int = 0  # index of the question in the batch (samples of one question share it)
+    sample: int = 0  # index of this sample within its group
+    n_turns: int = 1  # policy turns (searches that got documents + 1)
 
     def __post_init__(self) -> None:
         if len(self.loss_mask) != len(self.response_ids):
