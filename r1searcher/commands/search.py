@@ -1,4 +1,9 @@
-"""``r1searcher search --index DIR (QUERY | --queries FILE) [-k 5] [--json]``."""
+"""``r1searcher search (--index DIR | --web) (QUERY | --queries FILE) [-k N] [--json]``.
+
+``--web`` searches the live web through :class:`~r1searcher.retrieval.web.WebRetriever`, configured
+from the environment (``R1SEARCHER_WEB_PROVIDER``, ``R1SEARCHER_WEB_BASE_URL``, ``R1SEARCHER_WEB_API_KEY``,
+``R1SEARCHER_SUMMARY_*``; see that module); passage ids are page URLs.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,15 @@ import argparse
 import json
 import sys
 
-HELP = "search a saved index with one query or a JSONL file of questions"
+HELP = "search a saved index (or the web, --web) with one query or a JSONL file of questions"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", required=True, metavar="DIR", help="an index folder (any kind)")
+    p.add_argument("--index", metavar="DIR", help="an index folder (any kind)")
+    p.add_argument("--web", action="store_true", help="search the web instead (provider, key, summariser from R1SEARCHER_* env)")
     p.add_argument("query", nargs="?", help="one query (or use --queries)")
     p.add_argument("--queries", metavar="FILE", help="JSONL with a 'question' or 'query' field per line")
-    p.add_argument("-k", type=int, default=5, help="passages per query (default 5)")
+    p.add_argument("-k", type=int, default=None, help="passages per query (default 5; 3 with --web, the paper's)")
     p.add_argument("--json", action="store_true", help="one JSON line per query: {query, passages:[{id,title,text,score}]}")
     p.add_argument("--batch", type=int, default=256, help="queries per index call")
 
@@ -37,14 +43,26 @@ def read_queries(path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from r1searcher.retrieval.index import load_index
-
     if (args.query is None) == (args.queries is None):
         raise ValueError("give either one QUERY or --queries FILE")
+    if (args.index is None) == (not args.web):
+        raise ValueError("give either --index DIR or --web")
+    if args.k is None:
+        args.k = 3 if args.web else 5
     if args.k < 1:
         raise ValueError("-k must be >= 1")
     queries = [args.query] if args.query is not None else read_queries(args.queries)
-    index = load_index(args.index)
+    if args.web:
+        from r1searcher.retrieval.web import WebRetriever
+
+        with WebRetriever() as web:
+            return _print(web, queries, args)
+    from r1searcher.retrieval.index import load_index
+
+    return _print(load_index(args.index), queries, args)
+
+
+def _print(index, queries: list[str], args: argparse.Namespace) -> int:
     out = sys.stdout
     for start in range(0, len(queries), args.batch):
         chunk = queries[start : start + args.batch]
