@@ -48,3 +48,52 @@ def test_search_web_errors_are_one_line(world, monkeypatch, capsys):
     assert main(["search", "anything"]) == 2
     assert "either --index DIR or --web" in capsys.readouterr().err
     assert world.count() == 0
+
+
+def test_serve_web_speaks_both_retrieval_apis(world, monkeypatch, tmp_path):
+    """``serve --web`` in its own process; HttpRetriever (what rollouts use) reads it over both APIs."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from r1searcher.retrieval.client import HttpRetriever
+
+    populate(world)
+    _env(monkeypatch, world, "serper")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "r1searcher.cli", "serve", "--web", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        health = None
+        for _ in range(150):  # up to ~30 s for the process to start
+            if proc.poll() is not None:
+                break
+            try:
+                health = httpx.get(f"{url}/health", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert health is not None, (tmp_path / "serve.log").read_text()
+        assert health["kind"] == "web" and health["provider"] == "serper" and health["endpoint"] == f"{world.url}/search"
+        for api in ("queries", "retrieve"):
+            with HttpRetriever(url, api=api, retries=0) as client:
+                [res] = client.search([Q], 3)
+            assert res[0].id == f"{world.url}/wiki/Alan_Turing" and res[0].title == "Alan Turing - Wikipedia"
+            assert "Maida Vale" in res[0].text and len(res) == 3
+        assert world.count("search") == 1  # the second API call was served from the cache
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()

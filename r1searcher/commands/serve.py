@@ -1,14 +1,19 @@
-"""``r1searcher serve --index DIR [--host 127.0.0.1] [--port 8000]``: the HTTP retrieval service."""
+"""``r1searcher serve (--index DIR | --web) [--host 127.0.0.1] [--port 8000]``: the HTTP retrieval service.
+
+``--web`` serves live web search (:class:`~r1searcher.retrieval.web.WebRetriever`, configured from the
+``R1SEARCHER_WEB_*`` / ``R1SEARCHER_SUMMARY_*`` environment) behind the same API, so rollouts need no change.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "serve an index over HTTP (Search-R1 /retrieve and R1-Searcher /queries, micro-batched)"
+HELP = "serve an index (or web search, --web) over HTTP (Search-R1 /retrieve and R1-Searcher /queries, micro-batched)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", required=True, metavar="DIR")
+    p.add_argument("--index", metavar="DIR")
+    p.add_argument("--web", action="store_true", help="serve web search instead (provider, key, summariser from R1SEARCHER_* env)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-queries", type=int, default=1024, help="queries per request")
@@ -24,12 +29,23 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.retrieval.manifest import read_manifest
     from r1searcher.retrieval.server import ServerLimits, serve
 
-    index = load_index(args.index)
-    m = read_manifest(args.index)
+    if (args.index is None) == (not args.web):
+        raise ValueError("give either --index DIR or --web")
     limits = ServerLimits(
         max_queries=args.max_queries, max_query_chars=args.max_query_chars, max_k=args.max_k,
         default_k=args.default_k, batch_wait_ms=args.batch_wait_ms, max_batch_queries=max(args.max_queries, 1),
     )
+    if args.web:
+        from r1searcher.retrieval.web import WebRetriever
+
+        with WebRetriever() as web:
+            info = web.describe()
+            print(f"serving web search ({info['provider']} at {info['endpoint']}) on http://{args.host}:{args.port} "
+                  f"(POST /retrieve, POST /queries, GET /health)", flush=True)
+            serve(web, args.host, args.port, limits, info, args.log_level)
+        return 0
+    index = load_index(args.index)
+    m = read_manifest(args.index)
     info = {"kind": m["kind"], "corpus_sha256": m["corpus_sha256"], "model": m.get("model"), "params": m.get("params")}
     print(f"serving {m['kind']} index of {m['passages']} passages on http://{args.host}:{args.port} "
           f"(POST /retrieve, POST /queries, GET /health)", flush=True)
