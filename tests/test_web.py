@@ -12,7 +12,7 @@ import pytest
 from test_web_world import KEY, KEY_HEADERS, Request, World, _json, clean_env, html_page, start_world, world  # noqa: F401
 
 from r1searcher.retrieval.base import Passage, Retriever, RetrieverError
-from r1searcher.retrieval.providers import PROVIDERS, RateLimiter, SearchClient, get_provider
+from r1searcher.retrieval.providers import PROVIDERS, RateLimiter, RetryPolicy, SearchClient, get_provider
 from r1searcher.retrieval.web import (
     SUMMARY_PROMPT,
     WebConfig,
@@ -130,6 +130,21 @@ def test_429_then_success_honours_retry_after(world):
         res = r.search([Q], 3)
     assert world.count("search") == 2
     assert res[0] and res[0][0].id == f"{world.url}/wiki/Alan_Turing"
+
+
+def test_retry_delay_prefers_retry_after_and_caps_it():
+    import email.utils
+    import time
+
+    import httpx
+
+    policy = RetryPolicy(backoff_s=30.0, max_backoff_s=40.0, max_retry_after_s=5.0)
+    assert policy.delay(0, httpx.Response(429, headers={"Retry-After": "0"})) == 0.0
+    assert policy.delay(0, httpx.Response(429, headers={"Retry-After": "3600"})) == 5.0
+    date = email.utils.formatdate(time.time() + 3, usegmt=True)
+    assert 0.0 < policy.delay(0, httpx.Response(503, headers={"Retry-After": date})) <= 5.0
+    assert 15.0 <= policy.delay(0, httpx.Response(503)) <= 30.0  # no header: jittered backoff
+    assert policy.delay(3, None) == pytest.approx(40.0, rel=0.5)  # capped at max_backoff_s, then jittered
 
 
 def test_5xx_until_retries_run_out_names_provider_and_url(world):
