@@ -232,8 +232,10 @@ def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list
         s["policy_tokens"] = s.get("policy_tokens", 0.0) + sum(tr.loss_mask)
         s[f"stop_{tr.stop_reason}"] = s.get(f"stop_{tr.stop_reason}", 0.0) + 1
         for k, v in (bd or {}).items():
-            if isinstance(v, (int, float)):  # numeric components (bools count as 0/1)
+            if isinstance(v, (int, float)) and k not in ("stage", "reward"):  # numeric components
                 s[f"reward_{k}"] = s.get(f"reward_{k}", 0.0) + float(v)
+        for why in (bd or {}).get("reasons", []):
+            s[f"why:{why}"] = s.get(f"why:{why}", 0.0) + 1
     return s
 
 
@@ -257,6 +259,7 @@ def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dr
         "policy_tokens": s.get("policy_tokens", 0.0) / n,
         **{f"stop_{r}": int(s.get(f"stop_{r}", 0)) for r in STOP_REASONS},
         "trajectories": int(s.get("n", 0)),
+        "reward_reasons": {k[4:]: int(v) for k, v in sorted(s.items()) if k.startswith("why:")},
         "groups_dropped": groups_dropped,
         "kl": upd.get("kl_sum", 0.0) / toks if kl_on else None,
         "entropy": upd.get("entropy_sum", 0.0) / toks,
@@ -292,8 +295,12 @@ def _load_models(cfg: Config, dist: D.Dist):
     return model, tok, ref
 
 
-def train(cfg: Config, out: str | Path | None = None, resume: bool = False) -> Path:
-    """Run (or resume) one training stage; return the run folder."""
+def train(cfg: Config, out: str | Path | None = None, resume: bool = False, steer=None) -> Path:
+    """Run (or resume) one training stage; return the run folder.
+
+    ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
+    engine (``rollout/steer.py``), e.g. to make a tiny random model search.
+    """
     from r1searcher.data.qa import load_qa, resolve_dataset
     from r1searcher.rewards import compute_reward
     from r1searcher.rollout.engine import RolloutEngine
@@ -319,7 +326,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False) -> P
     optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t))
     retriever = TimedRetriever(build_retriever(cfg))
-    engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
+    engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval, steer=steer)
 
     start, elapsed = 0, 0.0
     if ckpt is not None:
