@@ -55,7 +55,7 @@ def test_scores_agree_with_rank_bm25(passages):
     """
     from rank_bm25 import BM25Okapi
 
-    idx = BM25Index.build(passages, stemmer=None, method="robertson", index_title=False)
+    idx = BM25Index.build(passages, stemmer=None, method="robertson", index_title=False, k1=1.5, b=0.75)
     an = Analyzer(stemmer=None)
     ref = BM25Okapi([an.terms(p.text) for p in passages], k1=1.5, b=0.75)
     for q in ["Eiffel tower Paris", "Japan mountain volcano", "Berlin monument Frederick", "dance Wuppertal"]:
@@ -69,7 +69,7 @@ def test_lucene_default_ranks_like_rank_bm25(index, passages):
     from rank_bm25 import BM25Okapi
 
     an = Analyzer()
-    ref = BM25Okapi([an.terms(f"{p.title} {p.text}") for p in passages])
+    ref = BM25Okapi([an.terms(f"{p.title} {p.text}") for p in passages], k1=index.params["k1"], b=index.params["b"])
     for q in ["Eiffel tower Paris", "capital of Japan", "Brandenburg Gate Berlin"]:
         top_ref = int(np.argmax(ref.get_scores(an.terms(q))))
         assert index.search([q], k=1)[0][0].id == passages[top_ref].id
