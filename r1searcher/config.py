@@ -78,6 +78,7 @@ class DataConfig:
 class TrainConfig:
     algo: str = "reinforce_pp_baseline"  # reinforce_pp_baseline | reinforce_pp | grpo
     max_steps: int = 100
+    max_minutes: float = 0.0  # stop (with a checkpoint) once this much training time is spent; 0 = no limit
     questions_per_step: int = 4
     micro_batch_size: int = 4
     lr: float = 2e-6

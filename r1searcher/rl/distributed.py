@@ -113,3 +113,8 @@ def gather_sums(stats: dict[str, float]) -> dict[str, float]:
         for k, v in d.items():
             out[k] = out.get(k, 0.0) + v
     return out
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any (ranks time themselves; stopping must agree)."""
+    return bool(all_reduce_sum(torch.tensor([float(flag)])).item() > 0)

@@ -409,12 +409,17 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
                 bar.update(1)
                 bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", search=f"{rec['frac_with_search']:.2f}",
                                 f1=f"{rec['f1']:.2f}", s=f"{times['seconds']:.0f}")
-        # 8. checkpoint
-        if (step + 1) % max(t.save_every, 1) == 0 or step + 1 == t.max_steps:
+        # 8. checkpoint (also when the time budget is spent: the last step always leaves one)
+        out_of_time = D.any_rank(t.max_minutes > 0 and elapsed >= t.max_minutes * 60)
+        if (step + 1) % max(t.save_every, 1) == 0 or step + 1 == t.max_steps or out_of_time:
             save_checkpoint(run, step + 1, model=model, optimizer=optimizer, scheduler=scheduler,
                             state={"sampler": sampler.state_dict(), "elapsed": elapsed}, config_yaml=cfg_yaml,
                             tokenizer=tok, rank=dist.rank, world_size=dist.world_size, keep_last=t.keep_last,
                             barrier=D.barrier)
+        if out_of_time:
+            if dist.is_main:
+                print(f"time budget of {t.max_minutes:g} min spent after step {step + 1}")
+            break
     if bar is not None:
         bar.close()
     return run
