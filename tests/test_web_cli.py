@@ -97,3 +97,24 @@ def test_serve_web_speaks_both_retrieval_apis(world, monkeypatch, tmp_path):
             proc.kill()
             proc.wait(10)
         log.close()
+
+
+def test_ask_web_builds_the_web_retriever_from_the_environment(world, monkeypatch, capsys):
+    import argparse
+
+    from r1searcher.commands.ask import _retriever
+    from r1searcher.config import load_config
+    from r1searcher.retrieval.web import WebRetriever
+
+    _env(monkeypatch, world, "bing")
+    populate(world)
+    r = _retriever(argparse.Namespace(web=True, index=None, server=None), load_config(None, []))
+    try:
+        assert isinstance(r, WebRetriever) and r.describe()["endpoint"] == f"{world.url}/v7.0/search"
+        assert r.search([Q], 1)[0][0].id == f"{world.url}/wiki/Alan_Turing"
+    finally:
+        r.close()
+    monkeypatch.delenv("R1SEARCHER_WEB_API_KEY")  # the error comes before any model is loaded
+    assert main(["ask", "--web", "Who was Alan Turing?"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r1searcher ask: error: web search provider 'bing'") and "R1SEARCHER_WEB_API_KEY" in err

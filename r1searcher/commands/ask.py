@@ -33,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", help="a saved index folder")
     src.add_argument("--server", help="a retrieval server URL")
+    src.add_argument("--web", action="store_true", help="search the web (provider, key, summariser from R1SEARCHER_* env)")
     p.add_argument("--model", default="smollm2", help="embedded name, HF folder or a checkpoint's model folder")
     p.add_argument("-k", "--top-k", type=int, default=None, help="passages per search (default: retrieval.top_k)")
     p.add_argument("--sample", action="store_true", help="sample (rollout.temperature/top_p) instead of greedy decoding")
@@ -68,6 +69,10 @@ def _use_color(mode: str) -> bool:
 
 
 def _retriever(args, cfg):
+    if args.web:
+        from r1searcher.retrieval.web import WebRetriever
+
+        return WebRetriever()
     if args.index:
         from r1searcher.retrieval.index import load_index
 
