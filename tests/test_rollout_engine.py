@@ -338,3 +338,24 @@ def test_prompt_texts_and_a_per_call_search_limit(smollm_tokenizer, smol_model, 
     assert engine.rollout(["q0"], n=1).__getitem__(0).n_searches == 1  # the override lasted one call
     with pytest.raises(ValueError, match="2 prompts for 1 questions"):
         engine.rollout(["q"], prompts=["a", "b"])
+
+
+@pytest.mark.slow
+def test_embedded_model_forced_searches_logprobs_and_masks(embedded_model_dir, index):
+    """The real SmolLM2-135M: two forced searches per row, few-shot prompt (shared prefix), sampled
+    tokens afterwards; log-probs match a fresh forward pass, masks cover exactly the blocks."""
+    from r1searcher.config import ModelConfig
+    from r1searcher.models import load_policy
+
+    model, tok = load_policy(ModelConfig(), path=str(embedded_model_dir))
+    plans = [_segments([("Look it up.", "river castle"), ("Next.", "founder")], "So", "north")] * 2
+    scripts = [script_tokens(tok, p)[:-6] for p in plans]  # the policy finishes the answer itself
+    cfg = _cfg(few_shot=True, temperature=0.8, top_p=0.95, max_new_tokens_per_turn=24)
+    engine = RolloutEngine(model, tok, index, cfg, RetrievalConfig(top_k=2, max_doc_words=20), steer=ScriptedSteer(scripts))
+    trajs = engine.rollout(["Who founded the castle?", "Where is the river?"], n=2, seed=0)
+    for traj in trajs:
+        assert traj.n_searches == 2
+        mask = torch.tensor(traj.loss_mask, dtype=torch.bool)
+        fresh = _fresh_logprobs(model, traj, cfg.temperature)
+        assert torch.allclose(torch.tensor(traj.logprobs)[mask], fresh[mask], atol=1e-3)
+        assert len(_runs(traj.loss_mask, 0)) == 2
