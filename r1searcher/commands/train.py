@@ -17,7 +17,7 @@ HELP = "train a policy with RL on outcome rewards (stage 1, stage 2, or --stages
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", default=[], metavar="FILE",
                    help="YAML config (with --stages: one per stage, in order)")
-    p.add_argument("--out", help="run folder (default: the config's 'out'); with --stages, one sub-folder per stage")
+    p.add_argument("--out", help="run folder (default: the config's 'out'); with --stages, OUT/<config name> per stage")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     p.add_argument("--stages", action="store_true",
                    help="run the stages in order, each starting from the previous one's checkpoint "
@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
                 overrides.append(f"train.init_from={previous}")
             cfg = load_config(path, overrides)
             out = args.out
-            if args.stages:
-                out = str(Path(args.out or "runs/stages") / Path(path).stem)
+            if args.stages and args.out:  # one sub-folder per stage; without --out each config's own 'out'
+                out = str(Path(args.out) / Path(path).stem)
             previous = train(cfg, out, resume=args.resume)
             print(f"{path}: done, run folder {previous}")
     finally:
