@@ -1,0 +1,140 @@
+"""The demo's report: a before/after table per method and hop count, example trajectories, curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training(runs: dict, out_png: Path) -> Path | None:
+    """Reward, F1 and searches per trajectory over steps, stage 1 then stage 2 on one axis."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    series, offset, bounds = {"reward_mean": [], "f1": [], "searches_per_trajectory": [], "frac_with_search": []}, 0, []
+    for stage in sorted(runs):
+        log = _read_jsonl(Path(runs[stage]) / "log.jsonl")
+        for rec in log:
+            for key in series:
+                if key in rec:
+                    series[key].append((offset + rec["step"], rec[key]))
+        offset += len(log)
+        bounds.append(offset)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    titles = {"reward_mean": "reward (mean)", "f1": "answer F1", "searches_per_trajectory": "searches / trajectory"}
+    for ax, key in zip(axes, titles):
+        pts = series[key]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1)
+        if key == "searches_per_trajectory" and series["frac_with_search"]:
+            pts2 = series["frac_with_search"]
+            ax.plot([p[0] for p in pts2], [p[1] for p in pts2], lw=1, ls="--", label="fraction with ≥1 search")
+            ax.legend(fontsize=8)
+        for b in bounds[:-1]:
+            ax.axvline(b + 0.5, color="grey", ls=":", lw=1)
+        ax.set_title(titles[key])
+        ax.set_xlabel("step (stage 1 | stage 2)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def plot_before_after(metrics: dict, out_png: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [(f"{k} (before)", v) for k, v in metrics["before"].items()] + [(f"{k} (after)", v) for k, v in metrics["after"].items()]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, key, title in ((axes[0], "f1", "answer F1 (%)"), (axes[1], "searches_per_question", "searches / question")):
+        ax.bar([r[0] for r in rows], [r[1].get(key) or 0 for r in rows], color=["#9ab"] * len(metrics["before"]) + ["#d63"] * len(metrics["after"]))
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=20, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _table(metrics: dict) -> list[str]:
+    lines = ["| method | when | n | F1 | cover-EM | EM | searches/q | stop reasons |", "|---|---|---|---|---|---|---|---|"]
+    for when in ("before", "after"):
+        for method, m in metrics[when].items():
+            stops = ", ".join(f"{k} {v}" for k, v in sorted(m.get("stop_reasons", {}).items()))
+            lines.append(f"| {method} | {when} | {m['n']} | {m['f1']} | {m['cover_em']} | {m['em']} | "
+                         f"{m['searches_per_question']} | {stops} |")
+    return lines
+
+
+def _hops_table(metrics: dict) -> list[str]:
+    hops = sorted({h for when in ("before", "after") for m in metrics[when].values() for h in m.get("by_hops", {})})
+    if len(hops) < 2:
+        return []
+    lines = ["", "F1 by hop count:", "", "| method | when | " + " | ".join(f"{h} hops" for h in hops) + " |",
+             "|---|---|" + "---|" * len(hops)]
+    for when in ("before", "after"):
+        for method, m in metrics[when].items():
+            cells = [str(m.get("by_hops", {}).get(h, {}).get("f1", "–")) for h in hops]
+            lines.append(f"| {method} | {when} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _example(row: dict) -> list[str]:
+    text = row["gen_text_store"]
+    if len(text) > 1500:
+        text = text[:1500] + " …"
+    return [f"**Q:** {row['question']}  ", f"gold: {row['answers']} · predicted: `{row['pred_ans']}` · F1 {row['f1']:.2f} · "
+            f"searches {row['n_searches']} · stop: {row['stop_reason_final']}", "", "```", text, "```", ""]
+
+
+def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict) -> Path:
+    out = Path(out)
+    curves = plot_training(runs, out / "training_curves.png")
+    bars = plot_before_after(metrics, out / "before_after.png")
+    lines = [f"# r1searcher demo ({metrics['task']})", "",
+             f"Held-out questions, greedy decoding; wall time {metrics['minutes']} min. "
+             "`before` is the untrained embedded model (naive: answer directly; rag: the question's top passages "
+             "in the prompt; iterative: the search tag loop with one worked example). `after` is the same model "
+             "after stage 1 and stage 2 RL.", ""]
+    lines += _table(metrics) + _hops_table(metrics) + [""]
+    for png in (bars, curves):
+        if png is not None:
+            lines += [f"![{png.stem}]({png.name})", ""]
+    logs = {s: _read_jsonl(Path(r) / "log.jsonl") for s, r in runs.items()}
+    for s, log in logs.items():
+        if log:
+            first, last = log[0], log[-1]
+            lines.append(f"Stage {s}: {len(log)} steps; reward {first['reward_mean']:.3f} → {last['reward_mean']:.3f}; "
+                         f"fraction with ≥1 search {first.get('frac_with_search', 0):.2f} → {last.get('frac_with_search', 0):.2f}; "
+                         f"{sum(r['seconds'] for r in log) / len(log):.0f} s/step.")
+    lines.append("")
+    for title, path in (("before (iterative, untrained)", out / "before" / "iterative" / "predictions.jsonl"),
+                        ("after (RL)", out / "after" / "rl" / "predictions.jsonl")):
+        lines += [f"## Example trajectories {title}", ""]
+        for row in _examples_of(path):
+            lines += _example(row)
+    report = out / "report.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def _examples_of(path: Path, n: int = 3) -> list[dict]:
+    rows = _read_jsonl(path)
+    rows.sort(key=lambda r: (r["n_searches"] == 0, -r["f1"]))
+    return rows[:n]

@@ -1,0 +1,35 @@
+"""The demo path end to end at toy scale: world → index → before → stage 1 → stage 2 → after → report."""
+
+from __future__ import annotations
+
+import json
+
+from r1searcher import cli
+
+
+def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
+    from conftest import make_tiny_causal_lm
+
+    model_dir = tmp_path / "tiny-model"
+    make_tiny_causal_lm(smollm_tokenizer, seed=0).save_pretrained(model_dir)
+    smollm_tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "demo"
+    rc = cli.main([
+        "demo", "--out", str(out), "--minutes", "5", "--entities", "16", "--eval-questions", "3",
+        "--model", str(model_dir),
+        "train.max_steps=1", "rollout.n_samples=2", "train.questions_per_step=2",
+        "rollout.max_new_tokens_per_turn=8", "rollout.max_response_tokens=24", "train.progress=false",
+    ])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["before"]) == {"naive", "rag", "iterative"} and set(metrics["after"]) == {"rl"}
+    for m in list(metrics["before"].values()) + list(metrics["after"].values()):
+        assert m["n"] == 3 and {"f1", "cover_em", "searches_per_question"} <= m.keys()
+    for stage in (1, 2):
+        log = [json.loads(x) for x in (out / f"stage{stage}" / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1]
+    report = (out / "report.md").read_text()
+    assert "| rl | after |" in report and "training_curves.png" in report
+    assert (out / "training_curves.png").stat().st_size > 1000
+    # The stage-2 run started from stage 1's checkpoint.
+    assert "stage1" in (out / "stage2" / "config.yaml").read_text()
