@@ -50,8 +50,11 @@ def demo_config(spec: DemoSpec, data_path: str, index_dir: str) -> Config:
         "rollout.max_response_tokens=320",
         "train.questions_per_step=4",
         "train.micro_batch_size=8",
+        "model.lora=true",
+        "model.lora_layers=top:8",  # the backward pass stops after the top 8 of 30 layers
         "train.algo=grpo",
-        "train.lr=1e-5",
+        "train.lr=2e-4",
+        "train.drop_uniform_groups=true",  # all-equal groups carry no signal: skip their backward
         "train.kl_coef=0.0",
         "train.max_steps=1000",
         "train.save_every=5",
