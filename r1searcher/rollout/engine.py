@@ -159,7 +159,8 @@ class RolloutEngine:
             raise ValueError(f"got {len(prompts)} prompts for {len(questions)} questions")
         greedy = self.cfg.greedy if greedy is None else greedy
         params = SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, greedy=greedy)
-        rng = torch.Generator(device="cpu").manual_seed(self.cfg.seed if seed is None else seed)
+        device = getattr(self.generator, "device", torch.device("cpu"))
+        rng = torch.Generator(device=device).manual_seed(self.cfg.seed if seed is None else seed)
         self._max_searches = self.cfg.max_searches if max_searches is None else max_searches
         self.stats = RolloutStats(sequences=len(questions) * n)
         t0 = time.perf_counter()

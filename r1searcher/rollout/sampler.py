@@ -48,7 +48,8 @@ def sample_next(
     else:
         tokens = _draw_nucleus(logp.exp(), params.top_p, generator)
     if forced is not None:
-        tokens = torch.where(forced >= 0, forced.to(tokens.device), tokens)
+        forced = forced.to(tokens.device)
+        tokens = torch.where(forced >= 0, forced, tokens)
     return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
