@@ -102,7 +102,7 @@ def test_serve_web_speaks_both_retrieval_apis(world, monkeypatch, tmp_path):
 def test_ask_web_builds_the_web_retriever_from_the_environment(world, monkeypatch, capsys):
     import argparse
 
-    from r1searcher.commands.ask import _retriever
+    from r1searcher.commands._common import open_retriever as _retriever
     from r1searcher.config import load_config
     from r1searcher.retrieval.web import WebRetriever
 

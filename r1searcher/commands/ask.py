@@ -29,11 +29,10 @@ _TAG_RE = re.compile("(" + "|".join(re.escape(t) for t in _TAG_KIND) + ")")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from r1searcher.commands._common import add_retriever_arguments
+
     p.add_argument("question")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", help="a saved index folder")
-    src.add_argument("--server", help="a retrieval server URL")
-    src.add_argument("--web", action="store_true", help="search the web (provider, key, summariser from R1SEARCHER_* env)")
+    add_retriever_arguments(p)
     p.add_argument("--model", default="smollm2", help="embedded name, HF folder or a checkpoint's model folder")
     p.add_argument("-k", "--top-k", type=int, default=None, help="passages per search (default: retrieval.top_k)")
     p.add_argument("--sample", action="store_true", help="sample (rollout.temperature/top_p) instead of greedy decoding")
@@ -68,20 +67,6 @@ def _use_color(mode: str) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _retriever(args, cfg):
-    if args.web:
-        from r1searcher.retrieval.web import WebRetriever
-
-        return WebRetriever()
-    if args.index:
-        from r1searcher.retrieval.index import load_index
-
-        return load_index(args.index)
-    from r1searcher.retrieval.client import HttpRetriever
-
-    return HttpRetriever(args.server, timeout=cfg.retrieval.timeout_s, retries=cfg.retrieval.retries)
-
-
 def run(args: argparse.Namespace) -> int:
     from r1searcher.config import load_config
     from r1searcher.models import load_policy
@@ -91,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     cfg.model.name = args.model
     if args.top_k is not None:
         cfg.retrieval.top_k = args.top_k
-    retriever = _retriever(args, cfg)
+    from r1searcher.commands._common import open_retriever
+
+    retriever = open_retriever(args, cfg)
     model, tok = load_policy(cfg.model)
     engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
     t0 = time.perf_counter()

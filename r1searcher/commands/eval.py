@@ -11,13 +11,12 @@ HELP = "evaluate a policy or a baseline (rl, iterative, naive, rag, oracle) on Q
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from r1searcher.baselines import METHODS
+    from r1searcher.commands._common import add_retriever_arguments
 
     p.add_argument("--method", default="rl", choices=METHODS)
     p.add_argument("--model", default="smollm2", help="embedded name, HF folder or a checkpoint's model folder")
     p.add_argument("--data", nargs="+", required=True, help="dataset names (hotpotqa, 2wiki, musique, bamboogle) or JSONL files")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", help="a saved index folder")
-    src.add_argument("--server", help="a retrieval server URL")
+    add_retriever_arguments(p)
     p.add_argument("--corpus", help="corpus JSONL with the gold passages (oracle)")
     p.add_argument("--limit", type=int, default=0, help="first N questions of each dataset (0 = all)")
     p.add_argument("--out", required=True, help="output folder: OUT/<dataset>/{predictions.jsonl,metrics.json}")
@@ -29,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from r1searcher.commands._common import open_retriever
     from r1searcher.config import load_config
     from r1searcher.data.qa import resolve_dataset
     from r1searcher.evaluate import EvalSpec, evaluate_dataset, format_table
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, defaults + list(args.overrides))
     cfg.model.name = args.model
     cfg.retrieval.top_k = args.top_k
-    retriever = _retriever(args)
+    retriever = open_retriever(args, cfg)
     gold = {}
     if args.method == "oracle":
         if not args.corpus:
@@ -60,13 +60,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(results))
     return 0
-
-
-def _retriever(args):
-    if args.index:
-        from r1searcher.retrieval.index import load_index
-
-        return load_index(args.index)
-    from r1searcher.retrieval.client import HttpRetriever
-
-    return HttpRetriever(args.server)

@@ -1,0 +1,29 @@
+"""Pieces several sub-commands share (not itself a sub-command: the leading underscore hides it)."""
+
+from __future__ import annotations
+
+
+def add_retriever_arguments(p, web: bool = True) -> None:
+    """``--index DIR | --server URL | --web``, exactly one required."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", help="a saved index folder (r1searcher index build)")
+    src.add_argument("--server", help="a retrieval server URL (r1searcher serve, or any Search-R1 / R1-Searcher server)")
+    if web:
+        src.add_argument("--web", action="store_true", help="search the web (provider, key, summariser from R1SEARCHER_* env)")
+
+
+def open_retriever(args, cfg=None):
+    """The retriever the command line names: a saved index, a retrieval server, or the web."""
+    if getattr(args, "web", False):
+        from r1searcher.retrieval.web import WebRetriever
+
+        return WebRetriever()
+    if getattr(args, "index", None):
+        from r1searcher.retrieval.index import load_index
+
+        return load_index(args.index)
+    from r1searcher.retrieval.client import HttpRetriever
+
+    if cfg is None:
+        return HttpRetriever(args.server)
+    return HttpRetriever(args.server, timeout=cfg.retrieval.timeout_s, retries=cfg.retrieval.retries)
