@@ -53,6 +53,7 @@ class RolloutConfig:
     prompt: str = "base"  # "base" (User:/Assistant: <think>) or "chat" (the tokenizer's template)
     few_shot: bool = True  # add one worked example to the instruction
     batch_size: int = 32  # sequences decoded together
+    on_retriever_error: str = "raise"  # after retrieval.retries: "raise" RetrieverError, or "stop" (stop reason retriever_error)
     seed: int = 0
 
 
