@@ -335,11 +335,11 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
             raise ValueError(f"{ckpt} was written by {state['world_size']} ranks; resume with the same number")
         start, elapsed = state["step"], state.get("elapsed", 0.0)
         sampler.load_state_dict(state["sampler"])
-        if dist.is_main:
-            _truncate_log(run / "log.jsonl", start)
-            _truncate_log(run / "samples.jsonl", start)
     elif resume and dist.is_main:
         print(f"no checkpoint in {run}: starting from step 0")
+    if dist.is_main:  # lines of steps after the checkpoint (or of a run killed before its first one)
+        _truncate_log(run / "log.jsonl", start)
+        _truncate_log(run / "samples.jsonl", start)
 
     bar = None
     if dist.is_main and t.progress:
