@@ -88,7 +88,6 @@ def _batch(tok, g: torch.Generator) -> tuple[list[Trajectory], torch.Tensor, tor
     return trajs, rewards, ref
 
 
-@pytest.mark.slow
 def test_two_processes_match_one(tmp_path, smollm_tokenizer):
     model = make_tiny_causal_lm(smollm_tokenizer, seed=0, hidden=32)
     model.save_pretrained(tmp_path / "model")

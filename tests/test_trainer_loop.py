@@ -154,7 +154,6 @@ def test_kl_reference_and_dropping(setup, tmp_path, lora):
     assert rec["grad_norm"] > 0
 
 
-@pytest.mark.slow
 def test_kill_and_resume_is_bit_for_bit(setup, tmp_path):
     """SIGKILL during step 4 (checkpoint 2 on disk), resume: the same weights and log as a run
     that was never interrupted."""

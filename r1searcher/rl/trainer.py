@@ -242,6 +242,7 @@ def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list
 def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dropped: int, kl_on: bool) -> dict:
     """One log line from the summed statistics."""
     n = max(s.get("n", 0.0), 1.0)
+    trained = upd.get("tokens_sum", 0.0) > 0  # False when every group was dropped: no training forward
     toks = max(upd.get("tokens_sum", 0.0), 1.0)
     mean = s.get("reward_sum", 0.0) / n
     rec = {
@@ -261,12 +262,12 @@ def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dr
         "trajectories": int(s.get("n", 0)),
         "reward_reasons": {k[4:]: int(v) for k, v in sorted(s.items()) if k.startswith("why:")},
         "groups_dropped": groups_dropped,
-        "kl": upd.get("kl_sum", 0.0) / toks if kl_on else None,
-        "entropy": upd.get("entropy_sum", 0.0) / toks,
-        "approx_kl_sampler": upd.get("old_minus_new_sum", 0.0) / toks,
+        "kl": upd.get("kl_sum", 0.0) / toks if kl_on and trained else None,
+        "entropy": upd.get("entropy_sum", 0.0) / toks if trained else None,
+        "approx_kl_sampler": upd.get("old_minus_new_sum", 0.0) / toks if trained else None,
         "loss": upd.get("loss", 0.0),
         "grad_norm": upd.get("grad_norm", 0.0),
-        "clip_frac": upd.get("clipped_sum", 0.0) / toks,
+        "clip_frac": upd.get("clipped_sum", 0.0) / toks if trained else None,
         "lr": lr,
     }
     gen_tokens = s.get("response_len", 0.0)
