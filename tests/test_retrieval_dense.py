@@ -97,7 +97,7 @@ def test_hybrid_fuses_and_round_trips(passages, dense, tmp_path):
     from r1searcher.retrieval.hybrid import HybridIndex, rrf_fuse
 
     bm = BM25Index.build(passages)
-    hy = HybridIndex(bm, dense, rrf_k=60)
+    hy = HybridIndex(bm, dense, rrf_k=60, weights=(1.0, 1.0))
     # lexical-only query words ("Guido") and paraphrase-only queries both land
     res = hy.search(["Guido van Rossum", "who found the antibiotic drug?", ""], k=3)
     assert res[0][0].title == "Python" and res[1][0].title == "Penicillin" and res[2] == []

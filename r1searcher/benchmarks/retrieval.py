@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if ("quality" in parts or "speed" in parts) and not (data / "corpus" / "passages.jsonl").is_file():
         raise FileNotFoundError(f"no corpus at {data}/corpus/passages.jsonl (pass --data)")
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    result: dict = {"bench": "retrieval", "machine": machine_info(), "parts": parts, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result: dict = {"bench": "retrieval", "machine": machine_info(), "parts": parts, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}  # other jobs share these cores
     t0 = time.perf_counter()
     if "quality" in parts:
         from r1searcher.benchmarks._retrieval_quality import run_quality
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         rate = result.get("speed", {}).get("dense", {}).get("encode_passages_per_s")
         result["scale"] = run_scale(data, cache, sizes, not args.no_dense, rate)
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(result))
     else:

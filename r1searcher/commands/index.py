@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--model", default=None, help="dense: a local sentence-transformers folder (default: embedded MiniLM)")
     b.add_argument("--index-type", choices=("flat", "ivf", "hnsw"), default="flat", help="dense: FAISS index type")
     b.add_argument("--batch-size", type=int, default=64, help="dense: encoder batch size")
-    b.add_argument("--rrf-k", type=float, default=60.0, help="hybrid: reciprocal-rank-fusion constant")
+    b.add_argument("--rrf-k", type=float, default=10.0, help="hybrid: reciprocal-rank-fusion constant (default 10)")
+    b.add_argument("--dense-weight", type=float, default=0.75, help="hybrid: weight of the dense ranking (BM25's is 1)")
     b.add_argument("--cache-dir", default=None, help="dense: keep chunk embeddings here so a killed build resumes")
 
 
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "dense":
         opts.update(model=args.model, index_type=args.index_type, batch_size=args.batch_size, cache_dir=args.cache_dir)
     if args.kind == "hybrid":
-        opts.update(model=args.model, index_type=args.index_type, rrf_k=args.rrf_k, cache_dir=args.cache_dir)
+        opts.update(model=args.model, index_type=args.index_type, rrf_k=args.rrf_k,
+                    weights=(1.0, args.dense_weight), cache_dir=args.cache_dir)
     index = build_index(passages, args.kind, **opts)
     t2 = time.perf_counter()
     m = index.save(args.out)
