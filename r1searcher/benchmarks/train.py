@@ -169,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
             "response_len": steady[-1]["response_len"], "policy_tokens": steady[-1]["policy_tokens"],
             "first_step_s": log[0]["seconds"], "median": med,
             "tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady),
-            "train_tokens_per_s": statistics.median(r["train_tokens_per_s"] for r in steady),
+            "train_tokens": steady[-1]["train_tokens"],
+            "train_tokens_per_s": sum(r["train_tokens"] for r in steady) / sum(r["sec_fwd_bwd"] for r in steady),
+            "per_step": [{k: r[k] for k in phases + ["train_tokens"]} for r in log],
             "wall_s": wall,
         }
         # (3) and (2): one batch of the same steered trajectories
@@ -202,7 +204,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"first step {result['first_step_s']:.1f} s; median of steps 2..{args.steps}:")
     for k, v in med.items():
         print(f"  {k:<16} {v:8.2f} s  {100 * v / med['seconds']:5.1f}%")
-    print(f"  response tokens/s {result['tokens_per_s']:.1f}; trained tokens/s (fwd+bwd) {result['train_tokens_per_s']:.1f}")
+    print(f"  response tokens/s {result['tokens_per_s']:.1f}; trained tokens/s (fwd+bwd, {result['train_tokens']} "
+          f"prompt+response tokens per step) {result['train_tokens_per_s']:.1f}")
+    print("  per step: " + "; ".join(f"{r['seconds']:.1f} s (gen {r['sec_generate']:.1f}, fwd+bwd {r['sec_fwd_bwd']:.1f})"
+                                      for r in result["per_step"]))
     print(f"saved by reusing sampler log-probs: {result['old_logprob_forward_s']:.2f} s "
           f"({100 * result['old_logprob_forward_share_of_step']:.0f}% of a step)")
     if "logits" in result:

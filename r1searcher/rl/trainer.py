@@ -272,6 +272,7 @@ def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dr
     }
     gen_tokens = s.get("response_len", 0.0)
     rec["tokens_per_s"] = gen_tokens / max(times["seconds"], 1e-9)
+    rec["train_tokens"] = int(upd.get("train_tokens", 0))  # prompt + response tokens through forward+backward
     rec["train_tokens_per_s"] = upd.get("train_tokens", 0.0) / max(times.get("sec_fwd_bwd", 0.0), 1e-9)
     rec.update({k: round(v, 4) for k, v in times.items()})
     return rec
