@@ -30,7 +30,9 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
-	$(BIN)/python bench/retrieval.py
+	$(BIN)/r1searcher bench retrieval
+	$(BIN)/r1searcher bench rollout --batch 8
+	$(BIN)/r1searcher bench train
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
