@@ -74,3 +74,14 @@ def make_tiny_causal_lm(tokenizer, seed: int = 0, layers: int = 2, hidden: int =
 @pytest.fixture
 def tiny_model_factory():
     return make_tiny_causal_lm
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a shared CPU a second one thrashes."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -23,13 +23,7 @@ from r1searcher.tags import ANSWER_CLOSE, ANSWER_OPEN, QUERY_CLOSE, QUERY_OPEN, 
 WORDS = ["alpha", "beta", "gamma", "delta", "river", "castle", "founder", "born", "city", "north"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU is shared; a 2-layer model gains nothing from a second thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

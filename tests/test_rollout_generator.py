@@ -10,12 +10,7 @@ from r1searcher.rollout.generator import HFGenerator
 from r1searcher.rollout.sampler import SamplingParams, sample_next
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
