@@ -57,10 +57,12 @@ def run_speed(data: Path, cache: Path, clients: int, with_dense: bool) -> dict:
     passages = list(read_passages(data / "corpus" / "passages.jsonl"))
     questions = _questions(data)
     out = {"bm25_vs_rank_bm25": bm25_vs_rank_bm25(passages, questions, log=_log)}
+    dense = _cached_dense(passages, cache, build=False) if with_dense else None
     if with_dense:
-        dense = _cached_dense(passages, cache, build=False)
         out["dense"] = dense_speed(passages, questions, dense, log=_log)
     out["server"] = server_speed(BM25Index.build(passages), questions, clients, log=_log)
+    if dense is not None:  # encoder-bound: where micro-batching pays
+        out["server_dense"] = server_speed(dense, questions[:640], clients, index_dir=str(dense._table.directory), log=_log)
     return out
 
 
