@@ -130,12 +130,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(index_dir: str, port: int) -> subprocess.Popen:
+def _start_server(index_dir: str, port: int, extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
     import httpx
 
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    p = subprocess.Popen([sys.executable, "-m", "r1searcher.cli", "serve", "--index", index_dir, "--port", str(port)],
+    p = subprocess.Popen([sys.executable, "-m", "r1searcher.cli", "serve", "--index", index_dir, "--port", str(port), *extra_args],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -190,7 +190,10 @@ def _self_cpu_s() -> float:
     return t.user + t.system
 
 
-def server_speed(index, questions: list[str], clients: int = 32, k: int = 5, index_dir: str | None = None, log=print) -> dict:
+def server_speed(
+    index, questions: list[str], clients: int = 32, k: int = 5, index_dir: str | None = None,
+    serve_args: tuple[str, ...] = (), log=print,
+) -> dict:
     """Queries/s, latency and CPU per query through HTTP vs in-process, same index and questions.
 
     Wall-clock rates on a shared 2-core machine include the load generator (32 client threads
@@ -204,7 +207,7 @@ def server_speed(index, questions: list[str], clients: int = 32, k: int = 5, ind
 
     qs = list(questions)
     index.search(qs[:20], k)
-    out: dict = {"kind": getattr(index, "kind", "?"), "clients": clients, "queries": len(qs), "k": k, "index_passages": len(index)}
+    out: dict = {"kind": getattr(index, "kind", "?"), "serve_args": list(serve_args), "clients": clients, "queries": len(qs), "k": k, "index_passages": len(index)}
     seq = []
     c0, t0 = _self_cpu_s(), time.perf_counter()
     for q in qs:
@@ -227,7 +230,7 @@ def server_speed(index, questions: list[str], clients: int = 32, k: int = 5, ind
         if index_dir is None:
             index.save(d)
         port = _free_port()
-        proc = _start_server(index_dir or d, port)
+        proc = _start_server(index_dir or d, port, serve_args)
         url = f"http://127.0.0.1:{port}"
         try:
             with HttpRetriever(url, api="retrieve", cache_size=0, timeout=120) as client:

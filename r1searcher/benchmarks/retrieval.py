@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="10000,100000,1000000", help="BM25 corpus sizes for --scale (comma-separated)")
     p.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients for the server measurement")
     p.add_argument("--no-dense", action="store_true", help="skip everything that needs the dense index")
+    p.add_argument("--serve-args", default="", help="extra 'r1searcher serve' flags for the server measurement, e.g. '--batch-wait-ms 2'")
 
 
 def _log(msg: str) -> None:
@@ -49,7 +50,7 @@ def _questions(data: Path) -> list[str]:
     return qs
 
 
-def run_speed(data: Path, cache: Path, clients: int, with_dense: bool) -> dict:
+def run_speed(data: Path, cache: Path, clients: int, with_dense: bool, serve_args: tuple[str, ...] = ()) -> dict:
     from r1searcher.benchmarks._retrieval_speed import bm25_vs_rank_bm25, dense_speed, server_speed
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
@@ -60,9 +61,10 @@ def run_speed(data: Path, cache: Path, clients: int, with_dense: bool) -> dict:
     dense = _cached_dense(passages, cache, build=False) if with_dense else None
     if with_dense:
         out["dense"] = dense_speed(passages, questions, dense, log=_log)
-    out["server"] = server_speed(BM25Index.build(passages), questions, clients, log=_log)
+    out["server"] = server_speed(BM25Index.build(passages), questions, clients, serve_args=serve_args, log=_log)
     if dense is not None:  # encoder-bound: where micro-batching pays
-        out["server_dense"] = server_speed(dense, questions[:640], clients, index_dir=str(dense._table.directory), log=_log)
+        out["server_dense"] = server_speed(dense, questions[:640], clients, index_dir=str(dense._table.directory),
+                                           serve_args=serve_args, log=_log)
     return out
 
 
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
         result["quality"] = run_quality(data, cache, with_dense=not args.no_dense, log=_log)
     if "speed" in parts:
-        result["speed"] = run_speed(data, cache, args.clients, with_dense=not args.no_dense)
+        result["speed"] = run_speed(data, cache, args.clients, not args.no_dense, tuple(args.serve_args.split()))
     if "scale" in parts:
         rate = result.get("speed", {}).get("dense", {}).get("encode_passages_per_s")
         result["scale"] = run_scale(data, cache, sizes, not args.no_dense, rate)

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-query-chars", type=int, default=4096)
     p.add_argument("--max-k", type=int, default=100)
     p.add_argument("--default-k", type=int, default=3, help="k when a request gives none")
-    p.add_argument("--batch-wait-ms", type=float, default=2.0, help="micro-batching window")
+    p.add_argument("--batch-wait-ms", type=float, default=0.0,
+                   help="micro-batching window (default 0: batch what is queued; batches form while the index is busy)")
     p.add_argument("--log-level", default="warning")
 
 

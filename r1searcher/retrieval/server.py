@@ -11,9 +11,9 @@
 
 Why micro-batching: a rollout engine, or many of them, send small requests concurrently; BM25
 and dense search are far cheaper per query in batches (one encoder forward, one thread pool).
-Requests go into an asyncio queue; one worker takes everything that arrives within
-``batch_wait_ms`` of the first (up to ``max_batch_queries``), runs one ``index.search`` in a
-worker thread, and hands each request its slice. Bad input never reaches the index: every
+Requests go into an asyncio queue; one worker takes everything queued (after one event-loop
+turn, or ``batch_wait_ms`` if set; up to ``max_batch_queries``), runs one ``index.search`` in a
+worker thread, and hands each request its slice; requests arriving meanwhile form the next batch. Bad input never reaches the index: every
 limit (body size, batch size, query length, k) answers a 4xx JSON ``{"error": …}`` naming it.
 """
 
@@ -36,7 +36,7 @@ class ServerLimits:
     max_query_chars: int = 4096
     max_k: int = 100
     default_k: int = 3  # R1-Searcher's /queries default; /retrieve defaults to the same
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0  # 0: take what is ready now (batches still form while the index is busy)
     max_batch_queries: int = 1024
 
 
@@ -98,8 +98,10 @@ class MicroBatcher:
         while True:
             items = [await q.get()]
             n = len(items[0][0])
-            if wait > 0:  # let concurrent requests arrive, then take all that are waiting
-                await asyncio.sleep(wait)
+            # Let requests that are already readable be parsed (sleep(0) yields one loop turn) or,
+            # with a window, wait for more; then take everything queued. Under load, batches also
+            # form on their own: requests queue up while the previous batch runs in the thread.
+            await asyncio.sleep(wait)
             while n < self.limits.max_batch_queries and not q.empty():
                 item = q.get_nowait()
                 items.append(item)
@@ -200,7 +202,6 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
         stats.queries += len(qs)
         return body, qs, k, await batcher.search(qs, k)
 
-    @app.post("/retrieve")
     async def retrieve(request: Request):
         try:
             body, _qs, _k2, res = await run(request, "topk")
@@ -215,7 +216,6 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
             result = [[{"id": p.id, "contents": p.contents} for p in r] for r in res]
         return JSONResponse({"result": result})
 
-    @app.post("/queries")
     async def queries(request: Request):
         try:
             _body, qs, _k2, res = await run(request, "k")
@@ -230,10 +230,9 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
             }
         )
 
-    @app.get("/health")
-    async def health():
+    async def health(_request: Request):
         s = stats
-        return {
+        return JSONResponse({
             "status": "ok",
             "passages": len(index) if hasattr(index, "__len__") else None,  # type: ignore[arg-type]
             **(info or {}),
@@ -245,8 +244,13 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
             "errors_4xx": s.errors_4xx,
             "errors_5xx": s.errors_5xx,
             "limits": lim.__dict__,
-        }
+        })
 
+    # Plain Starlette routes: the handlers parse and validate the body themselves (clear 4xx
+    # messages, no pydantic model), so FastAPI's per-request dependency solving is pure cost.
+    app.add_route("/retrieve", retrieve, methods=["POST"])
+    app.add_route("/queries", queries, methods=["POST"])
+    app.add_route("/health", health, methods=["GET"])
     return app
 
 
