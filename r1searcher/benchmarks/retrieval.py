@@ -86,20 +86,21 @@ def run_scale(data: Path, cache: Path, sizes: list[int], with_dense: bool, encod
     rows = [bm25_at(n, log=_log) for n in sizes]
     dense = None
     if with_dense:
-        vecs = None
+        vecs, passages = None, None
         corpus = data / "corpus" / "passages.jsonl"
         if corpus.is_file():
             from r1searcher.retrieval.corpus import read_passages
 
-            d = _cached_dense(list(read_passages(corpus)), cache, build=False)
+            passages = list(read_passages(corpus))
+            d = _cached_dense(passages, cache, build=False)
             if d is not None:
                 vecs = d._faiss.reconstruct_n(0, min(len(d), 10_000))
-        if encode_rate is None:
+        if encode_rate is None:  # measure on real passages when there are some: synthetic words split into many word pieces
             from r1searcher.benchmarks._retrieval_scale import synthetic_passages
             from r1searcher.benchmarks._retrieval_speed import dense_speed
 
-            ps, _, _ = synthetic_passages(256)
-            encode_rate = dense_speed(ps, [p.title for p in ps], None, 256, log=_log)["encode_passages_per_s"]
+            sample = passages or synthetic_passages(256)[0]
+            encode_rate = dense_speed(sample, [p.title for p in sample[:256]], None, 256, log=_log)["encode_passages_per_s"]
         dense = dense_at_10k(vecs, encode_rate)
     return {"bm25": rows, "dense_10k": dense, "extrapolation": extrapolate(rows, dense)}
 
