@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -215,8 +215,3 @@ def _with_score(p: Passage, score: float) -> Passage:
 def _iter_table(table: PassageTable) -> Iterable[Passage]:
     for i in range(len(table)):
         yield table.get(i)
-
-
-def build_bm25(passages: Sequence[Passage], **opts) -> BM25Index:
-    """``build_index`` hook: forwards options (stemmer, k1, b, …) to :meth:`BM25Index.build`."""
-    return BM25Index.build(list(passages), **opts)
