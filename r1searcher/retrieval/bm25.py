@@ -114,7 +114,7 @@ class BM25Index:
         """Index ``passages`` (title + text by default). ``stemmer=None`` indexes surface words.
 
         ``k1=0.9, b=0.4`` are Anserini/Pyserini's BM25 defaults; on this project's ``dev_extra``
-        questions they beat bm25s's own 1.5/0.75 once stemming is on (see bench/RESULTS_retrieval.md).
+        questions they beat bm25s's own 1.5/0.75 once stemming is on (see BENCHMARKS.md, Retrieval).
         """
         import bm25s
         from bm25s.tokenization import Tokenized
