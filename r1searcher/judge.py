@@ -15,11 +15,9 @@ for what it has not judged yet.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from r1searcher.http_retry import RetryPolicy
 
 #: The released judge prompt (``evaluation/metric_calc_gpt_as_judge.py``, notes §5). The blank line
 #: and the four-space indent of the last lines come from the triple-quoted string in that script.
@@ -146,22 +146,6 @@ class JudgeCache:
             self._db.close()
 
 
-def _retry_after_s(resp: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
-    raw = resp.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class Judge:
     """A chat-completions judge client with retries, a concurrency limit and an on-disk cache.
 
@@ -203,9 +187,7 @@ class Judge:
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.max_retry_after_s = max_retry_after_s
+        self.retry = RetryPolicy(max_retries, backoff_s, max_backoff_s, max_retry_after_s)
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.strict = strict
@@ -239,9 +221,6 @@ class Judge:
     def url(self) -> str:
         return f"{self.base_url}/chat/completions"
 
-    def _backoff(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * (2**attempt)) * random.uniform(0.5, 1.0)
-
     def _request_body(self, prompt: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -268,7 +247,7 @@ class Judge:
         last = ""
         attempts = self.max_retries + 1
         for attempt in range(attempts):
-            delay = self._backoff(attempt)
+            resp = None
             with self._count_lock:
                 self.n_requests += 1
             try:
@@ -285,11 +264,8 @@ class Judge:
                 if code != 429 and code < 500:
                     raise JudgeError(f"judge endpoint {self.url} answered HTTP {code}: {snippet!r}")
                 last = f"HTTP {code}: {snippet!r}"
-                after = _retry_after_s(resp)
-                if after is not None:
-                    delay = min(after, self.max_retry_after_s)
             if attempt + 1 < attempts:
-                _sleep(delay)
+                _sleep(self.retry.delay(attempt, resp))
         raise JudgeError(
             f"judge endpoint {self.url} failed {attempts} time(s), last: {last}. Is the server up? "
             "Set R1SEARCHER_JUDGE_BASE_URL (or pass --judge-base-url) to an OpenAI-compatible /v1 URL."

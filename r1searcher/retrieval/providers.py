@@ -23,7 +23,6 @@ timeouts and connection errors (``Retry-After`` honoured), no retry on other 4xx
 from __future__ import annotations
 
 import html
-import random
 import re
 import threading
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from r1searcher.judge import _retry_after_s as retry_after_seconds
+from r1searcher.http_retry import RetryPolicy
 from r1searcher.retrieval.base import RetrieverError
 
 KEY_ENV = "R1SEARCHER_WEB_API_KEY"
@@ -208,22 +207,6 @@ def shared_limiter(provider: str, endpoint: str, rate: float) -> RateLimiter:
     """One limiter per (provider, endpoint, rate) in this process, shared by all clients."""
     with _LIMITERS_LOCK:
         return _LIMITERS.setdefault((provider, endpoint, rate), RateLimiter(rate))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries for transient failures: ``backoff_s · 2^attempt`` (jittered, capped), or ``Retry-After``."""
-
-    retries: int = 3
-    backoff_s: float = 0.5
-    max_backoff_s: float = 20.0
-    max_retry_after_s: float = 60.0
-
-    def delay(self, attempt: int, resp: httpx.Response | None) -> float:
-        after = retry_after_seconds(resp) if resp is not None else None
-        if after is not None:
-            return min(after, self.max_retry_after_s)
-        return min(self.max_backoff_s, self.backoff_s * (2**attempt)) * random.uniform(0.5, 1.0)
 
 
 class SearchClient:

@@ -55,7 +55,8 @@ import httpx
 from r1searcher import __version__
 from r1searcher.retrieval.base import Passage, RetrieverError
 from r1searcher.retrieval.corpus import split_words
-from r1searcher.retrieval.providers import RetryPolicy, SearchClient, SearchResult, get_provider
+from r1searcher.http_retry import RetryPolicy
+from r1searcher.retrieval.providers import SearchClient, SearchResult, get_provider
 from r1searcher.retrieval.webcache import FILENAME as CACHE_FILE
 from r1searcher.retrieval.webcache import WebCache, make_key
 
