@@ -142,6 +142,11 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         typ = args[0]
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected float, got str {value!r}") from None
     if typ is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if typ in (int, float, str, bool):
@@ -192,12 +197,6 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         if key not in valid:
             raise ConfigError(f"unknown config key '{key}'{_closest(key, valid)}")
         value = yaml.safe_load(raw) if raw.strip() else ""
-        # YAML reads 1e-6 as a string; accept numbers in any float notation.
-        if isinstance(value, str):
-            try:
-                value = float(value) if any(c in value for c in ".eE") and not value.isalpha() else value
-            except ValueError:
-                pass
         nested: dict = {}
         cur = nested
         parts = key.split(".")

@@ -1,0 +1,38 @@
+"""Typed config: YAML, dotted overrides, clear errors for unknown keys and wrong types."""
+
+import pytest
+
+from r1searcher.config import ConfigError, load_config, save_config
+
+
+def test_overrides_are_typed_and_floats_accept_exponent_notation(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  lr: 1e-5\n  max_steps: 7\nrollout:\n  temperature: 1\n")
+    cfg = load_config(p, ["train.lr=2e-6", "model.name=some.dir", "rollout.few_shot=false"])
+    assert cfg.train.lr == 2e-6 and cfg.train.max_steps == 7
+    assert cfg.rollout.temperature == 1.0 and isinstance(cfg.rollout.temperature, float)
+    assert cfg.model.name == "some.dir" and cfg.rollout.few_shot is False
+
+
+def test_unknown_key_names_the_closest_valid_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+        load_config(None, ["train.lrr=1"])
+    p = tmp_path / "c.yaml"
+    p.write_text("rollout:\n  n_sample: 4\n")
+    with pytest.raises(ConfigError, match="rollout.n_samples"):
+        load_config(p)
+
+
+def test_wrong_types_are_errors():
+    with pytest.raises(ConfigError, match="train.lr: expected float"):
+        load_config(None, ["train.lr=fast"])
+    with pytest.raises(ConfigError, match="train.max_steps: expected int"):
+        load_config(None, ["train.max_steps=1.5"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["train.lr"])
+
+
+def test_saved_config_loads_back_identically(tmp_path):
+    cfg = load_config(None, ["train.lr=3e-6", "rollout.n_samples=8"])
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml").to_dict() == cfg.to_dict()
