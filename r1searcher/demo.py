@@ -10,6 +10,7 @@ always leaves a checkpoint. Every number in the report is measured in this run.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass
@@ -147,8 +148,7 @@ def run_demo(spec: DemoSpec) -> dict:
     train_s = max(60.0, budget_s - spent - eval_s / 3 - 20.0)
     runs = {}
     for stage, share in ((1, spec.stage1_share), (2, 1.0 - spec.stage1_share)):
-        scfg = demo_config(spec, data["train"], data["index"])
-        scfg.rollout, scfg.retrieval = cfg.rollout, cfg.retrieval
+        scfg = copy.deepcopy(cfg)
         scfg.reward.stage = stage
         scfg.train.max_minutes = train_s * share / 60
         if stage == 2:
