@@ -7,6 +7,12 @@ response token (by default: the policy tokens). Log-probs use the same temperatu
 sampler, ``log_softmax(logits / T)[token]`` over the full vocabulary, so on-policy the ratio
 against the sampler's recorded log-probs starts at 1.
 
+Shared prefix: the rows of a micro-batch usually begin with the same tokens (the instruction and
+worked example; within a GRPO group, the whole prompt). That prefix is encoded once, its keys and
+values expanded to every row, and only the rest runs per row (:func:`decoder_hidden`). Gradients flow
+through the shared keys and values, so the result is the same as the full forward, up to float
+rounding (``tests/test_logprobs_prefix.py``); on CPU it saves most of the training forward's cost.
+
 Response space: column ``t`` of a ``[B, T]`` tensor is response token ``t`` (left-aligned).
 """
 
@@ -69,19 +75,63 @@ def _unwrap(model):
     return getattr(model, "module", model)
 
 
+def shared_prefix_len(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """Length of the token prefix common to every row of ``input_ids`` [B, L] and unpadded in all of
+    them, capped at L − 1 (at least one column is left for the per-row pass)."""
+    same = (input_ids == input_ids[:1]).all(0) & attention_mask.bool().all(0)  # [L]
+    n = int(same.long().cumprod(0).sum())
+    return min(n, input_ids.shape[1] - 1)
+
+
+def decoder_hidden(decoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, min_shared: int = 16) -> torch.Tensor:
+    """Last hidden states ``[B, L, H]`` of ``decoder`` over right-padded rows, encoding the prefix
+    the rows share once (``min_shared`` ≤ its length, B > 1), the remainder per row on its cache."""
+    B, L = input_ids.shape
+    n = shared_prefix_len(input_ids, attention_mask) if B > 1 else 0
+    if n < max(min_shared, 1) or getattr(decoder, "gradient_checkpointing", False):
+        return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    from transformers import DynamicCache
+
+    cache_kw = _cache_kwarg(decoder)
+    pre_cache = DynamicCache(config=decoder.config)
+    pre = decoder(input_ids=input_ids[:1, :n], attention_mask=attention_mask[:1, :n], use_cache=True,
+                  **{cache_kw: pre_cache}).last_hidden_state  # [1, n, H]
+    cache = DynamicCache(config=decoder.config)
+    for layer, src in zip(cache.layers, pre_cache.layers):
+        k, v = src.keys.expand(B, -1, -1, -1), src.values.expand(B, -1, -1, -1)  # views: grads sum back
+        layer.lazy_initialization(k, v)
+        layer.keys, layer.values = k, v
+    pos = torch.arange(n, L, device=input_ids.device).unsqueeze(0).expand(B, -1)
+    rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, position_ids=pos, use_cache=True,
+                   **{cache_kw: cache}).last_hidden_state  # [B, L - n, H]
+    return torch.cat([pre.expand(B, -1, -1), rest], dim=1)
+
+
+def _cache_kwarg(module) -> str:
+    import inspect
+
+    params = inspect.signature(module.forward).parameters
+    return "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
+
+
 def token_logprobs(
-    model, batch: Batch, temperature: float = 1.0, select: torch.Tensor | None = None, with_entropy: bool = False
+    model, batch: Batch, temperature: float = 1.0, select: torch.Tensor | None = None, with_entropy: bool = False,
+    share_prefix: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs of the response tokens, ``[B, T]`` (0 where not selected), and optionally the
     entropy of the (temperature-scaled) next-token distribution there, ``[B, T]`` (no grad).
 
     ``select`` [B, T] bool picks the positions to project (default: ``valid & loss_mask``).
+    ``share_prefix``: encode the rows' common prefix once (:func:`decoder_hidden`).
     Differentiable when called with grad enabled.
     """
     m = _unwrap(model)
     decoder, head = m.get_decoder(), m.get_output_embeddings()
     select = (batch.valid & batch.loss_mask) if select is None else select.bool()
-    hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # [B, L, H]
+    if share_prefix:
+        hidden = decoder_hidden(decoder, batch.input_ids, batch.attention_mask)  # [B, L, H]
+    else:
+        hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     rows, cols = torch.nonzero(select, as_tuple=True)  # response token cols of rows
     src = batch.prompt_lens.to(rows.device)[rows] + cols - 1  # the hidden state that predicts it
     logits = head(hidden[rows, src]).float() / temperature  # [N, V], N = selected tokens

@@ -136,13 +136,15 @@ def micro_batches(n: int, size: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def batched_logprobs(model, trajs: list[Trajectory], pad_id: int, temperature: float, size: int, T: int) -> torch.Tensor:
+def batched_logprobs(
+    model, trajs: list[Trajectory], pad_id: int, temperature: float, size: int, T: int, share_prefix: bool = True
+) -> torch.Tensor:
     """No-grad log-probs of all trajectories at policy tokens, ``[B, T]``."""
     out = torch.zeros(len(trajs), T)
     device = next(model.parameters()).device
     for rows in micro_batches(len(trajs), size):
         mb = collate([trajs[i] for i in rows], pad_id).to(device)
-        lp, _ = token_logprobs(model, mb, temperature)
+        lp, _ = token_logprobs(model, mb, temperature, share_prefix=share_prefix)
         out[rows, : lp.shape[1]] = lp.float().cpu()
     return out
 
@@ -171,7 +173,7 @@ def policy_update(
     stats: dict[str, float] = {}
     old = full.old_logp
     if t.recompute_old_logprobs and B:
-        old = batched_logprobs(model, trajs, pad_id, temperature, t.micro_batch_size, full.tokens.shape[1])
+        old = batched_logprobs(model, trajs, pad_id, temperature, t.micro_batch_size, full.tokens.shape[1], t.share_prompt)
     kl = None
     if ref_logp is not None:
         kl = kl_estimate(old, ref_logp, full.valid & full.loss_mask, t.kl_estimator)
@@ -188,7 +190,7 @@ def policy_update(
         mb = collate([trajs[i] for i in rows], pad_id).to(device)
         Tm = mb.tokens.shape[1]
         old_mb = old[rows, :Tm].to(device)
-        logp, ent = token_logprobs(model, mb, temperature, with_entropy=True)
+        logp, ent = token_logprobs(model, mb, temperature, with_entropy=True, share_prefix=t.share_prompt)
         use_kl_loss = ref_logp is not None and not t.kl_in_reward
         loss, st = rl_loss(
             logp, old_mb, adv[rows, :Tm].to(device), mb.valid, mb.loss_mask, clip_eps=t.clip_eps,
