@@ -108,13 +108,20 @@ def ensure_embedded(name: str = "smollm2", cache_dir: str = "") -> Path:
 
 
 def resolve_model_path(name: str, cache_dir: str = "") -> Path:
-    """``smollm2`` / ``qwen-coder-0.5b`` → cached folder; anything else must be a local folder."""
+    """``smollm2`` / ``qwen-coder-0.5b`` → cached folder; anything else must be a local folder: a model
+    (config.json), a LoRA adapter (adapter_config.json), a checkpoint or a training run (its latest
+    checkpoint's model)."""
     if name in EMBEDDED:
         return ensure_embedded(name, cache_dir)
     path = Path(name).expanduser()
-    if not (path / "config.json").exists():
+    if (path / "checkpoints").is_dir() or (path / "model").is_dir():
+        from r1searcher.rl.checkpoint import resolve_model_dir
+
+        path = resolve_model_dir(path)
+    if not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
         raise FileNotFoundError(
-            f"model '{name}' is neither an embedded name ({', '.join(EMBEDDED)}) nor a local folder with config.json"
+            f"model '{name}' is neither an embedded name ({', '.join(EMBEDDED)}) nor a local folder with "
+            "config.json (a model), adapter_config.json (a LoRA adapter), or checkpoints/ (a training run)"
         )
     return path
 

@@ -36,3 +36,22 @@ def test_saved_config_loads_back_identically(tmp_path):
     cfg = load_config(None, ["train.lr=3e-6", "rollout.n_samples=8"])
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml").to_dict() == cfg.to_dict()
+
+
+def test_model_path_accepts_run_checkpoint_and_adapter_folders(tmp_path):
+    """`eval --model` takes what training leaves: a run, one of its checkpoints, or the model folder."""
+    import pytest
+
+    from r1searcher.models import resolve_model_path
+
+    run = tmp_path / "run"
+    for step in (2, 10):
+        model = run / "checkpoints" / f"step_{step:08d}" / "model"
+        model.mkdir(parents=True)
+        (model / "adapter_config.json").write_text("{}")
+    latest = run / "checkpoints" / "step_00000010" / "model"
+    assert resolve_model_path(str(run)) == latest
+    assert resolve_model_path(str(latest.parent)) == latest
+    assert resolve_model_path(str(latest)) == latest
+    with pytest.raises(FileNotFoundError, match="neither an embedded name"):
+        resolve_model_path(str(tmp_path / "nothing"))
