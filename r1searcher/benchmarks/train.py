@@ -10,6 +10,9 @@
     at policy positions (the lm_head applied to the selected hidden states) against the same loss
     over full-vocabulary logits at every position: time ratio and peak-memory ratio.
 (3) The no-grad forward pass that reusing the sampler's log-probs saves, as a share of a step.
+(4) On the same batch, in micro-batches of ``--micro``: forward+backward with each micro-batch's
+    common prompt prefix encoded once (``train.share_prompt``, the default) against every row
+    encoding its whole prompt; alternated twice, the faster of each kept.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora-layers", default="top:4", help="LoRA layers ('all', 'top:N') or 'full' for full fine-tuning")
     p.add_argument("--few-shot", action="store_true", help="use the one-shot prompt (longer prompts)")
     p.add_argument("--skip-logits", action="store_true", help="skip the full-logits comparison (2)")
+    p.add_argument("--micro", type=int, default=4, help="micro-batch size of the shared-prompt comparison (4)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -141,6 +145,30 @@ def _logits_comparison(cfg, trajs) -> dict:
     }
 
 
+def _prefix_comparison(model, trajs, pad_id: int, temperature: float, micro: int) -> dict:
+    """Forward+backward over micro-batches: shared prompt prefix encoded once vs per row."""
+    import torch
+
+    from r1searcher.rl.logprobs import collate, shared_prefix_len, token_logprobs
+
+    model.train()
+    mbs = [collate(trajs[i : i + micro], pad_id) for i in range(0, len(trajs), micro)]
+    times = {True: [], False: []}
+    for share in (False, True, False, True):
+        model.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        for b in mbs:
+            lp, _ = token_logprobs(model, b, temperature, share_prefix=share)
+            lp.sum().backward()
+        times[share].append(time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    rows = sum(b.input_ids.shape[0] * b.input_ids.shape[1] for b in mbs)
+    shared = sum(shared_prefix_len(b.input_ids, b.attention_mask) * (b.input_ids.shape[0] - 1) for b in mbs)
+    return {"micro": micro, "encoded_tokens_plain": rows, "encoded_tokens_shared": rows - shared,
+            "plain_s": min(times[False]), "shared_s": min(times[True]),
+            "speedup": min(times[False]) / min(times[True])}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -189,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
             token_logprobs(model, b, cfg.rollout.temperature)
         result["old_logprob_forward_s"] = time.perf_counter() - t1
         result["old_logprob_forward_share_of_step"] = result["old_logprob_forward_s"] / med["seconds"]
+        result["shared_prompt"] = _prefix_comparison(model, trajs, tok.pad_token_id, cfg.rollout.temperature, args.micro)
         del model
         if not args.skip_logits:
             result["logits"] = _logits_comparison(cfg, trajs)
@@ -210,6 +239,10 @@ def run(args: argparse.Namespace) -> int:
                                       for r in result["per_step"]))
     print(f"saved by reusing sampler log-probs: {result['old_logprob_forward_s']:.2f} s "
           f"({100 * result['old_logprob_forward_share_of_step']:.0f}% of a step)")
+    sp = result["shared_prompt"]
+    print(f"training forward+backward, micro-batches of {sp['micro']}: shared prompt prefix encoded once "
+          f"{sp['shared_s']:.2f} s vs per row {sp['plain_s']:.2f} s (×{sp['speedup']:.2f}; encoded tokens "
+          f"{sp['encoded_tokens_shared']} vs {sp['encoded_tokens_plain']})")
     if "logits" in result:
         lg = result["logits"]
         print(f"fwd+bwd over {lg['tokens']} tokens ({lg['policy_tokens']} policy): policy-position lm_head "

@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget for the whole demo")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--entities", type=int, default=120, help="synthetic world size")
-    p.add_argument("--eval-questions", type=int, default=30, help="held-out questions per method")
+    p.add_argument("--eval-questions", type=int, default=40, help="held-out questions per method")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="smollm2")
     p.add_argument("overrides", nargs="*", help="training config overrides key=value (e.g. train.lr=2e-5)")
