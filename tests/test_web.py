@@ -13,15 +13,8 @@ from test_web_world import KEY, KEY_HEADERS, Request, World, _json, clean_env, h
 
 from r1searcher.retrieval.base import Passage, Retriever, RetrieverError
 from r1searcher.retrieval.providers import PROVIDERS, RateLimiter, RetryPolicy, SearchClient, get_provider
-from r1searcher.retrieval.web import (
-    SUMMARY_PROMPT,
-    WebConfig,
-    WebRetriever,
-    chunk_text,
-    cut_tail,
-    html_to_text,
-    parse_summary,
-)
+from r1searcher.retrieval.summarize import SUMMARY_PROMPT, parse_summary
+from r1searcher.retrieval.web import WebConfig, WebRetriever, chunk_text, cut_tail, html_to_text
 from r1searcher.retrieval.webcache import WebCache
 
 TURING = html_page(

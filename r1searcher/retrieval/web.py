@@ -8,10 +8,11 @@ For every query (a batch runs concurrently, each stage under its own limit):
    "References"/"Notes" (as the paper does for Wikipedia) and at ``max_page_chars`` (the paper's
    35,000 characters);
 3. either **summarise** each page against the query with an OpenAI-compatible chat endpoint (the
-   paper's extract-relevant-content prompt, :data:`SUMMARY_PROMPT`; "None" answers dropped), one
-   passage per page in search rank order, or, with no summariser configured, return the
-   **best-matching passages**: BM25 over the pages' ~100-word chunks (paragraphs packed up to
-   ``chunk_words``), topped up with each page's first chunk when fewer than ``k`` chunks match.
+   paper's extract-relevant-content prompt; "None" answers dropped; see
+   :mod:`~r1searcher.retrieval.summarize`), one passage per page in search rank order, or, with no
+   summariser configured, return the **best-matching passages**: BM25 over the pages' ~100-word
+   chunks (paragraphs packed up to ``chunk_words``), topped up with each page's first chunk when
+   fewer than ``k`` chunks match.
 
 A page that cannot be fetched (error status, timeout, not HTML/text, no text) is replaced by the
 search snippet. Passage ``id`` is the page URL; ``score`` is the BM25 score (0.0 for a top-up
@@ -38,7 +39,6 @@ Configuration (arguments win over the environment; see :meth:`WebConfig.from_env
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 import os
@@ -53,49 +53,23 @@ from typing import Any, TypeVar
 import httpx
 
 from r1searcher import __version__
-from r1searcher.retrieval.base import Passage, RetrieverError
+from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.corpus import split_words
 from r1searcher.http_retry import RetryPolicy
 from r1searcher.retrieval.providers import SearchClient, SearchResult, get_provider
+from r1searcher.retrieval.summarize import PAPER_SUMMARY_MAX_TOKENS, Summarizer
 from r1searcher.retrieval.webcache import FILENAME as CACHE_FILE
 from r1searcher.retrieval.webcache import WebCache, make_key
 
 USER_AGENT = f"Mozilla/5.0 (compatible; r1searcher/{__version__}; research search agent)"
 
-#: The released online-evaluation summary prompt (``evaluation/eval_search_online.py``), filled with
-#: ``str.replace`` as there (page text may contain braces). "Exacted" is the original's spelling.
-SUMMARY_PROMPT = """## Task Description:
-Given the search query and the content of the searched webpage.
-Your task is to extract information from the webpage content that is relevant to the search query and return a summary paragraph.
-
-## **Guidelines**:
-(1) The extracted content should be relevant to the query.
-(2) The form of the extracted content **must be a summary paragraph** rather than a direct answer to the query.
-(3) You **must extract content according to this webpage**. If the webpage content is unrelated to the query, no extraction is required.
-
-## Output Format:
-[Exacted Content]: If the webpage content contains information related to the query, output the relevant summary paragraph (not a direct answer to the query); if not, output "None".
-
-## Inputs:
-[Search Query]
-{search_query}
-
-[Webpage Content]
-{document}
-
-## Output:
-"""
-#: Part of every summary cache key: bump it when the prompt or the request changes.
-SUMMARY_VERSION = "r1searcher-web-summary-v1"
 #: Part of every page cache key: bump it when extraction changes.
 EXTRACT_VERSION = "trafilatura-2-recall-v1"
-PAPER_SUMMARY_MAX_TOKENS = 2048
 PAPER_MAX_PAGE_CHARS = 35_000
 
 _TEXT_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", ""})
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
 _TAIL = re.compile(r"^\s*(?:=+\s*)?(References|Notes)(?:\s*=+)?\s*$", re.M)
-_NONE_START = re.compile(r"^none(?:$|[.,;:!)\]\n])")
 
 # trafilatura logs an ERROR for every empty or unparsable page; a failed page is reported as a
 # Page.error (and replaced by its snippet) instead, so its logger only speaks on critical errors.
@@ -161,29 +135,6 @@ def chunk_text(text: str, max_words: int = 100) -> list[str]:
     return chunks
 
 
-def build_summary_prompt(query: str, document: str) -> str:
-    """The paper's summary prompt for one (query, page text)."""
-    return SUMMARY_PROMPT.replace("{search_query}", query).replace("{document}", document)
-
-
-def parse_summary(output: str, strict_none: bool = False) -> str | None:
-    """The extracted content of a summary reply, or None when the model said there is none.
-
-    The text after the last ``[Exacted Content]`` marker, with the leading colon (and markdown
-    bold) stripped. ``strict_none`` is the released code's rule: drop the reply when "none" occurs
-    anywhere in it, which also drops summaries that say "nonetheless" or "none of". The default
-    drops only replies that are empty, "None", or start with "None" and a punctuation mark.
-    """
-    content = output.split("[Exacted Content]")[-1]
-    if strict_none:
-        return None if "none" in content.lower() else content.lstrip(":").strip() or None
-    content = content.lstrip("*: \t\r\n").strip()
-    bare = content.strip("\"'`*_ .").lower()
-    if not bare or _NONE_START.match(bare):
-        return None
-    return content
-
-
 # ---------------------------------------------------------------------------------------------- config
 _ENV: dict[str, str] = {
     "provider": "R1SEARCHER_WEB_PROVIDER",
@@ -233,7 +184,7 @@ class WebConfig:
     summary_max_tokens: int = PAPER_SUMMARY_MAX_TOKENS
     summary_timeout_s: float = 60.0
     summary_first_only: bool = False  # the paper: pages in rank order, stop at the first summary
-    strict_none: bool = False  # the paper's "none anywhere" drop rule (see parse_summary)
+    strict_none: bool = False  # the paper's "none anywhere" drop rule (see summarize.parse_summary)
     # cache
     cache_dir: str | None = None
     use_cache: bool = True
@@ -399,66 +350,6 @@ class PageFetcher:
         return page
 
 
-# ---------------------------------------------------------------------------------------------- summaries
-class Summarizer:
-    """The paper's per-page summary through the judge's OpenAI-compatible chat client (retries,
-    ``Retry-After``, connection limit); raw replies are cached, so the None rule can change freely."""
-
-    def __init__(self, cfg: WebConfig, cache: WebCache | None):
-        from r1searcher.judge import Judge
-
-        self.cfg, self.cache = cfg, cache
-        self._chat = Judge(
-            base_url=cfg.summary_base_url,
-            model=cfg.summary_model,
-            api_key=cfg.summary_api_key,
-            concurrency=cfg.summary_concurrency,
-            timeout_s=cfg.summary_timeout_s,
-            max_retries=cfg.retries,
-            backoff_s=cfg.backoff_s,
-            max_backoff_s=cfg.max_backoff_s,
-            max_retry_after_s=cfg.max_retry_after_s,
-            max_tokens=cfg.summary_max_tokens,
-            temperature=0.0,
-            use_cache=False,
-        )
-        self.model, self.url = self._chat.model, self._chat.url
-
-    @property
-    def n_requests(self) -> int:
-        return self._chat.n_requests
-
-    def close(self) -> None:
-        self._chat.close()
-
-    def raw(self, query: str, document: str) -> str:
-        """The model's reply for (query, page text), cache first."""
-        from r1searcher.judge import JudgeError
-
-        key = make_key(SUMMARY_VERSION, self._chat.base_url, self.model, self.cfg.summary_max_tokens, query,
-                       hashlib.sha256(document.encode("utf-8")).hexdigest())
-        if self.cache is not None:
-            hit = self.cache.get("summary", key, self.cfg.cache_max_age_s)
-            if hit is not None:
-                return str(hit)
-        try:
-            out = self._chat.complete(build_summary_prompt(query, document))
-        except JudgeError as e:
-            # The judge client's message names itself and its own variables: keep only the cause.
-            cause = str(e).split(" Is the server up?")[0].replace("judge endpoint", "chat endpoint", 1)
-            raise RetrieverError(
-                f"web summariser (model {self.model!r}) failed: {cause}. Check R1SEARCHER_SUMMARY_BASE_URL, "
-                "R1SEARCHER_SUMMARY_MODEL and R1SEARCHER_SUMMARY_API_KEY"
-            ) from None
-        if self.cache is not None:
-            self.cache.put("summary", key, out)
-        return out
-
-    def summarize(self, query: str, document: str) -> str | None:
-        """The extracted content, or None when the model found nothing relevant."""
-        return parse_summary(self.raw(query, document), self.cfg.strict_none)
-
-
 # ---------------------------------------------------------------------------------------------- retriever
 def _run_all(fn: Callable[[T], R], items: Iterable[T], workers: int, name: str) -> list[R]:
     """``fn`` over ``items`` with at most ``workers`` threads; the first exception cancels the rest."""
@@ -486,7 +377,7 @@ class WebRetriever:
     ``WebRetriever()`` reads everything from the environment; keyword arguments are
     :class:`WebConfig` fields and win over it; ``config=`` passes a ready config (then the keyword
     arguments replace its fields). A provider that needs a key and has none raises
-    :class:`RetrieverError` here, before any request.
+    :class:`~r1searcher.retrieval.base.RetrieverError` here, before any request.
     """
 
     def __init__(self, config: WebConfig | None = None, **overrides: Any) -> None:
