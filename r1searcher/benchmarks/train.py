@@ -110,8 +110,8 @@ def _logits_comparison(cfg, trajs) -> dict:
     adv = torch.randn(b.tokens.shape)
     temp = cfg.rollout.temperature
 
-    def sliced():
-        lp, _ = token_logprobs(model, b, temp)
+    def sliced():  # the prompt encoded per row, as in full(): this comparison isolates the slicing
+        lp, _ = token_logprobs(model, b, temp, share_prefix=False)
         return lp
 
     def full():
