@@ -101,6 +101,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decays to min_lr_ratio × lr (OpenRLHF cosine_with_min_lr)
     recompute_old_logprobs: bool = False  # extra no-grad forward instead of the sampler's log-probs
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # under torchrun: shard weights, gradients and AdamW state over ranks (FSDP2; rl/fsdp.py)
     share_prompt: bool = True  # encode each micro-batch's common token prefix once in the training forward (exact)
     log_samples: int = 2  # trajectories per step written to samples.jsonl (0 = none)
     progress: bool = True  # tqdm bar with live reward and searches

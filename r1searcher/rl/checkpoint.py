@@ -109,11 +109,14 @@ def save_checkpoint(
     world_size: int = 1,
     keep_last: int = 2,
     barrier=None,
+    model_state: dict | None = None,
+    optimizer_state: dict | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically and prune to the last ``keep_last`` (≤ 0: keep all).
 
     Every rank calls this (each writes its RNG state); rank 0 writes the rest and renames.
-    ``barrier`` (a no-arg callable) separates the phases under data parallelism.
+    ``barrier`` (a no-arg callable) separates the phases under data parallelism. ``model_state`` /
+    ``optimizer_state``: full state dicts gathered beforehand (a sharded model: ``rl/fsdp.full_state``).
     """
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:08d}"
@@ -127,10 +130,13 @@ def save_checkpoint(
         barrier()
     torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
-        _unwrap(model).save_pretrained(tmp / "model")
+        if model_state is None:
+            _unwrap(model).save_pretrained(tmp / "model")
+        else:
+            _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / "model")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "state.json").write_text(json.dumps({**state, "step": step, "world_size": world_size}, indent=1))
         (tmp / "config.yaml").write_text(config_yaml)
@@ -199,10 +205,13 @@ def load_model_weights(model, model_dir: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, *, model, optimizer=None, scheduler=None, rank: int = 0) -> dict[str, Any]:
-    """Restore model weights, optimizer, scheduler and this rank's RNG; return ``state.json``."""
+    """Restore model weights, optimizer, scheduler and this rank's RNG; return ``state.json``.
+    ``model`` / ``optimizer`` None: left to the caller (a sharded model loads its weights before
+    it is split, and its optimizer state by name: ``rl/fsdp.py``)."""
     p = Path(path)
     state = json.loads((p / "state.json").read_text())
-    load_model_weights(model, p / "model")
+    if model is not None:
+        load_model_weights(model, p / "model")
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(p / "optimizer.pt", map_location="cpu", weights_only=True))
     if scheduler is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -107,6 +108,22 @@ def decoder_hidden(decoder, input_ids: torch.Tensor, attention_mask: torch.Tenso
     return torch.cat([pre.expand(B, -1, -1), rest], dim=1)
 
 
+#: name under which rl/fsdp.py registers :func:`selected_logits` as a forward method of a sharded model
+FORWARD_METHOD = "r1_selected_logits"
+
+
+def selected_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+                    src: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
+    """Logits ``[N, V]`` of the hidden states at ``(rows[i], src[i])`` of right-padded ``input_ids``
+    ``[B, L]``: the decoder over every token, the vocabulary projection only where selected."""
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    if share_prefix:
+        hidden = decoder_hidden(decoder, input_ids, attention_mask)  # [B, L, H]
+    else:
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return head(hidden[rows, src])
+
+
 def _cache_kwarg(module) -> str:
     import inspect
 
@@ -126,15 +143,12 @@ def token_logprobs(
     Differentiable when called with grad enabled.
     """
     m = _unwrap(model)
-    decoder, head = m.get_decoder(), m.get_output_embeddings()
     select = (batch.valid & batch.loss_mask) if select is None else select.bool()
-    if share_prefix:
-        hidden = decoder_hidden(decoder, batch.input_ids, batch.attention_mask)  # [B, L, H]
-    else:
-        hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     rows, cols = torch.nonzero(select, as_tuple=True)  # response token cols of rows
     src = batch.prompt_lens.to(rows.device)[rows] + cols - 1  # the hidden state that predicts it
-    logits = head(hidden[rows, src]).float() / temperature  # [N, V], N = selected tokens
+    # a sharded model (rl/fsdp.py) runs this as one of its forward methods, so its weights are gathered
+    compute = getattr(m, FORWARD_METHOD, None) or partial(selected_logits, m)
+    logits = compute(batch.input_ids, batch.attention_mask, rows, src, share_prefix).float() / temperature  # [N, V]
     logz = torch.logsumexp(logits, dim=-1)
     target = batch.tokens[rows, cols]
     lp = logits.gather(-1, target[:, None]).squeeze(-1) - logz

@@ -13,6 +13,9 @@ Simplifications, on purpose:
   adapter, the reference is the base model, not the stage-1 policy).
 - Log-probs are computed only at policy tokens (``rl/logprobs.py``); documents get no log-prob,
   no KL and no whitening statistics.
+- Several ranks (torchrun): each rolls out its share of the questions; gradients are summed with
+  explicit all-reduces (ranks may run different numbers of micro-batches when groups are dropped),
+  or, with ``train.fsdp``, the model is sharded and the differences live in ``rl/fsdp.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ import yaml
 from r1searcher.config import Config, TrainConfig
 from r1searcher.rl import distributed as D
 from r1searcher.rl.advantages import get_estimator, uniform_groups
-from r1searcher.rl.checkpoint import latest_checkpoint, load_checkpoint, resolve_model_dir, save_checkpoint, seed_everything
+from r1searcher.rl.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_model_weights,
+    resolve_model_dir,
+    save_checkpoint,
+    seed_everything,
+)
+from r1searcher.rl import fsdp as F
 from r1searcher.rl.logprobs import Batch, collate, token_logprobs
 from r1searcher.rl.losses import kl_estimate, rl_loss
 from r1searcher.rollout.trajectory import STOP_REASONS, Trajectory
@@ -172,8 +183,10 @@ def policy_update(
     full = collate(trajs, pad_id)  # B may be 0: a rank whose groups were all dropped still joins the reductions
     stats: dict[str, float] = {}
     old = full.old_logp
-    if t.recompute_old_logprobs and B:
-        old = batched_logprobs(model, trajs, pad_id, temperature, t.micro_batch_size, full.tokens.shape[1], t.share_prompt)
+    sharded = F.is_sharded(model)
+    if t.recompute_old_logprobs and (B or sharded):
+        with F.gathered(model):
+            old = batched_logprobs(model, trajs, pad_id, temperature, t.micro_batch_size, full.tokens.shape[1], t.share_prompt)
     kl = None
     if ref_logp is not None:
         kl = kl_estimate(old, ref_logp, full.valid & full.loss_mask, t.kl_estimator)
@@ -186,18 +199,30 @@ def policy_update(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     t_fb = time.perf_counter()
-    for rows in micro_batches(B, t.micro_batch_size):
+    mbs = micro_batches(B, t.micro_batch_size)
+    scale = F.loss_scale(model)
+    # Sharded: whether a micro-batch shares a prefix depends on its rows, and the prefix pass is a
+    # second all-gather per layer, so ranks could disagree on the number of collectives: off.
+    share = t.share_prompt and not sharded
+    if sharded:  # every rank runs as many forward/backward passes as the busiest one (FSDP collectives)
+        n_mb = int(D.all_reduce_max(torch.tensor([float(len(mbs))])).item())
+        padding = n_mb - len(mbs)
+        for _ in range(padding):
+            mb = collate(F.zero_loss_batch(pad_id), pad_id).to(device)
+            logp, _ = token_logprobs(model, mb, temperature, share_prefix=False)
+            (logp.sum() * 0.0).backward()
+    for rows in mbs:
         mb = collate([trajs[i] for i in rows], pad_id).to(device)
         Tm = mb.tokens.shape[1]
         old_mb = old[rows, :Tm].to(device)
-        logp, ent = token_logprobs(model, mb, temperature, with_entropy=True, share_prefix=t.share_prompt)
+        logp, ent = token_logprobs(model, mb, temperature, with_entropy=True, share_prefix=share)
         use_kl_loss = ref_logp is not None and not t.kl_in_reward
         loss, st = rl_loss(
             logp, old_mb, adv[rows, :Tm].to(device), mb.valid, mb.loss_mask, clip_eps=t.clip_eps,
             ref_logp=ref_logp[rows, :Tm].to(device) if use_kl_loss else None, kl_coef=t.kl_coef,
             kl_estimator=t.kl_estimator, agg=t.loss_agg, denom=max(denom, 1.0),
         )
-        loss.backward()
+        (loss * scale).backward()
         mask = mb.valid & mb.loss_mask
         stats["loss"] = stats.get("loss", 0.0) + float(loss.detach())
         stats["entropy_sum"] = stats.get("entropy_sum", 0.0) + float(ent[mask].sum())
@@ -205,12 +230,13 @@ def policy_update(
         stats["train_tokens"] = stats.get("train_tokens", 0.0) + mb.n_tokens
         for k, v in st.items():
             stats[f"{k}_sum"] = stats.get(f"{k}_sum", 0.0) + float(v)
-    D.sum_gradients(params)
+    if not sharded:  # FSDP summed them in its reduce-scatter
+        D.sum_gradients(params)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     stats["sec_fwd_bwd"] = time.perf_counter() - t_fb
-    stats["grad_norm"] = float(grad_norm)  # identical on every rank (gradients were summed first)
+    stats["grad_norm"] = F.total_norm(grad_norm)  # identical on every rank (gradients were summed first)
     return stats
 
 
@@ -326,6 +352,11 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     records = load_qa(resolve_dataset(cfg.data.path), on_error=cfg.data.on_error, limit=cfg.data.limit or None)
     sampler = QuestionSampler(len(records), t.seed, cfg.data.shuffle)
     model, tok, ref_model = _load_models(cfg, dist)
+    if ckpt is not None:  # weights first: a sharded model loads them before it is split
+        load_model_weights(model, ckpt / "model")
+    sharded = t.fsdp and dist.world_size > 1
+    if sharded:
+        F.shard(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t))
@@ -334,9 +365,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
 
     start, elapsed = 0, 0.0
     if ckpt is not None:
-        state = load_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, rank=dist.rank)
+        state = load_checkpoint(ckpt, model=None, optimizer=None if sharded else optimizer, scheduler=scheduler,
+                                rank=dist.rank)
         if state.get("world_size", 1) != dist.world_size:
             raise ValueError(f"{ckpt} was written by {state['world_size']} ranks; resume with the same number")
+        if state.get("fsdp", False) != sharded:
+            raise ValueError(f"{ckpt} was written with train.fsdp={str(state.get('fsdp', False)).lower()}; resume with the same")
+        if sharded:
+            F.load_optimizer(model, optimizer, ckpt / "optimizer.pt")
         start, elapsed = state["step"], state.get("elapsed", 0.0)
         sampler.load_state_dict(state["sampler"])
     elif resume and dist.is_main:
@@ -360,7 +396,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         # 2. rollouts (generation and retrieval interleaved; retrieval timed by the wrapper)
         retriever.seconds = 0.0
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), F.gathered(model):
             trajs = engine.rollout([r.question for r in recs], seed=(t.seed * 1_000_003 + step) * 1009 + dist.rank)
         times["sec_rollout"] = time.perf_counter() - t0
         times["sec_retrieve"] = retriever.seconds
@@ -384,7 +420,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         ref_logp = None
         if kl_on:
             T = max([len(x.response_ids) for x in trajs] + [1])
-            ref_logp = reference_logprobs(model, ref_model, trajs, pad_id, cfg.rollout.temperature, t.micro_batch_size, T)
+            with F.gathered(model):
+                ref_logp = reference_logprobs(model, ref_model, trajs, pad_id, cfg.rollout.temperature, t.micro_batch_size, T)
         times["sec_reference"] = time.perf_counter() - t2
         # 6. advantages + micro-batched update + optimizer step
         upd = policy_update(model, optimizer, trajs, rewards, t, pad_id=pad_id, temperature=cfg.rollout.temperature,
@@ -416,10 +453,11 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         # 8. checkpoint (also when the time budget is spent: the last step always leaves one)
         out_of_time = D.any_rank(t.max_minutes > 0 and elapsed >= t.max_minutes * 60)
         if (step + 1) % max(t.save_every, 1) == 0 or step + 1 == t.max_steps or out_of_time:
+            model_state, optim_state = F.full_state(model, optimizer) if sharded else (None, None)
             save_checkpoint(run, step + 1, model=model, optimizer=optimizer, scheduler=scheduler,
-                            state={"sampler": sampler.state_dict(), "elapsed": elapsed}, config_yaml=cfg_yaml,
-                            tokenizer=tok, rank=dist.rank, world_size=dist.world_size, keep_last=t.keep_last,
-                            barrier=D.barrier)
+                            state={"sampler": sampler.state_dict(), "elapsed": elapsed, "fsdp": sharded},
+                            config_yaml=cfg_yaml, tokenizer=tok, rank=dist.rank, world_size=dist.world_size,
+                            keep_last=t.keep_last, barrier=D.barrier, model_state=model_state, optimizer_state=optim_state)
         if out_of_time:
             if dist.is_main:
                 print(f"time budget of {t.max_minutes:g} min spent after step {step + 1}")
