@@ -61,8 +61,12 @@ def plot_before_after(metrics: dict, out_png: Path) -> Path | None:
         return None
     rows = [(f"{k} (before)", v) for k, v in metrics["before"].items()] + [(f"{k} (after)", v) for k, v in metrics["after"].items()]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    for ax, key, title in ((axes[0], "f1", "answer F1 (%)"), (axes[1], "searches_per_question", "searches / question")):
-        ax.bar([r[0] for r in rows], [r[1].get(key) or 0 for r in rows], color=["#9ab"] * len(metrics["before"]) + ["#d63"] * len(metrics["after"]))
+    for ax, key, title, floor in ((axes[0], "f1", "answer F1 (%)", 10.0), (axes[1], "searches_per_question", "searches / question", 1.0)):
+        values = [r[1].get(key) or 0 for r in rows]
+        ax.bar([r[0] for r in rows], values, color=["#9ab"] * len(metrics["before"]) + ["#d63"] * len(metrics["after"]))
+        ax.set_ylim(0, max(values + [floor]) * 1.1)  # a zero bar reads as zero, not as a centred axis
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:g}", (i, v), ha="center", va="bottom", fontsize=8)
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=20, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
