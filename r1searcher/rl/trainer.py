@@ -357,6 +357,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     sharded = t.fsdp and dist.world_size > 1
     if sharded:
         F.shard(model)
+    elif t.fsdp and dist.is_main:
+        print("train.fsdp: one process, nothing to shard (launch with torchrun --nproc_per_node N)")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t))
