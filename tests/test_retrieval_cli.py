@@ -55,3 +55,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["search", "--index", str(tmp_path), "--queries", str(bad)]) == 2
     assert main(["corpus", "build", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_open_retriever_takes_a_corpus_jsonl(tmp_path):
+    """`eval --index corpus.jsonl` builds (once, cached) the BM25 index the trainer would use."""
+    import argparse
+    import json
+
+    from r1searcher.commands._common import open_retriever
+    from r1searcher.config import load_config
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"p{i}", "title": t, "text": x}) + "\n" for i, (t, x) in enumerate(
+        [("Kelvara", "Kelvara is a town in Norland."), ("Danube", "The Danube is a river in Europe.")])))
+    cfg = load_config(None, [f"model.cache_dir={tmp_path / 'cache'}"])
+    args = argparse.Namespace(index=str(corpus), server=None, web=False)
+    hits = open_retriever(args, cfg).search(["Which country is Kelvara in?"], 1)
+    assert hits[0][0].id == "p0"
+    assert cfg.retrieval.index == ""  # the caller's config is left alone

@@ -6,7 +6,7 @@ from __future__ import annotations
 def add_retriever_arguments(p, web: bool = True) -> None:
     """``--index DIR | --server URL | --web``, exactly one required."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--index", help="a saved index folder (r1searcher index build)")
+    src.add_argument("--index", help="a saved index folder (r1searcher index build), or a corpus JSONL (BM25 built once and cached)")
     src.add_argument("--server", help="a retrieval server URL (r1searcher serve, or any Search-R1 / R1-Searcher server)")
     if web:
         src.add_argument("--web", action="store_true", help="search the web (provider, key, summariser from R1SEARCHER_* env)")
@@ -19,6 +19,17 @@ def open_retriever(args, cfg=None):
 
         return WebRetriever()
     if getattr(args, "index", None):
+        from pathlib import Path
+
+        if Path(args.index).expanduser().is_file():  # a corpus JSONL: BM25, built once and cached (as train does)
+            import copy
+
+            from r1searcher.config import load_config
+            from r1searcher.rl.trainer import build_retriever
+
+            c = copy.deepcopy(cfg) if cfg is not None else load_config(None, [])
+            c.retrieval.index, c.retrieval.server = args.index, ""
+            return build_retriever(c)
         from r1searcher.retrieval.index import load_index
 
         return load_index(args.index)
