@@ -5,6 +5,7 @@ gathered to rank 0) resumes bit for bit."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from tests.conftest import make_tiny_causal_lm
@@ -107,30 +107,9 @@ def test_sharded_update_matches_one_process(tmp_path, smollm_tokenizer):
 
 
 def test_sharded_loop_checkpoints_and_resumes_exactly(tmp_path, smollm_tokenizer):
-    from tests.test_trainer_loop import PASSAGES, QUESTIONS, RUNNER
+    from tests.test_trainer_loop import write_tiny_run
 
-    import json
-
-    make_tiny_causal_lm(smollm_tokenizer, seed=0, hidden=64).save_pretrained(tmp_path / "model")
-    smollm_tokenizer.save_pretrained(tmp_path / "model")
-    with open(tmp_path / "corpus.jsonl", "w") as f:
-        for i, (title, text) in enumerate(PASSAGES):
-            f.write(json.dumps({"id": f"p{i}", "title": title, "text": text}) + "\n")
-    with open(tmp_path / "qa.jsonl", "w") as f:
-        for i, (q, a) in enumerate(QUESTIONS):
-            f.write(json.dumps({"id": f"q{i}", "question": q, "answer": a}) + "\n")
-    cfg = {
-        "model": {"name": str(tmp_path / "model"), "cache_dir": str(tmp_path / "cache")},
-        "retrieval": {"index": str(tmp_path / "corpus.jsonl"), "top_k": 2, "max_doc_words": 20},
-        "rollout": {"n_samples": 2, "max_new_tokens_per_turn": 24, "max_response_tokens": 96, "few_shot": False,
-                    "batch_size": 8, "temperature": 1.0},
-        "reward": {"stage": 1},
-        "data": {"path": str(tmp_path / "qa.jsonl")},
-        "train": {"max_steps": 3, "questions_per_step": 2, "micro_batch_size": 1, "lr": 1e-3, "save_every": 1,
-                  "keep_last": 3, "seed": 7, "progress": False, "fsdp": True},
-    }
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
-    (tmp_path / "runner.py").write_text(RUNNER)
+    write_tiny_run(tmp_path, smollm_tokenizer, micro_batch_size=1, save_every=1, keep_last=3, fsdp=True)
 
     def run(out: str, resume: bool, *over: str) -> None:
         cmd = _torchrun(str(tmp_path / "runner.py"), str(tmp_path / "tiny.yaml"), str(tmp_path / out),

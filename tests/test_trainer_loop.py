@@ -66,12 +66,11 @@ RUNNER = STEER + textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory, smollm_tokenizer) -> Path:
-    d = tmp_path_factory.mktemp("tiny_run")
-    model = make_tiny_causal_lm(smollm_tokenizer, seed=0, hidden=64)
+def write_tiny_run(d: Path, tokenizer, **train) -> Path:
+    """A tiny random model, corpus, QA file, ``tiny.yaml`` (``train`` keys override) and ``runner.py`` in ``d``."""
+    model = make_tiny_causal_lm(tokenizer, seed=0, hidden=64)
     model.save_pretrained(d / "model")
-    smollm_tokenizer.save_pretrained(d / "model")
+    tokenizer.save_pretrained(d / "model")
     with open(d / "corpus.jsonl", "w") as f:
         for i, (title, text) in enumerate(PASSAGES):
             f.write(json.dumps({"id": f"p{i}", "title": title, "text": text}) + "\n")
@@ -86,12 +85,17 @@ def setup(tmp_path_factory, smollm_tokenizer) -> Path:
         "reward": {"stage": 1},
         "data": {"path": str(d / "qa.jsonl")},
         "train": {"max_steps": 3, "questions_per_step": 2, "micro_batch_size": 2, "lr": 1e-3, "save_every": 2,
-                  "keep_last": 2, "seed": 7, "progress": False},
+                  "keep_last": 2, "seed": 7, "progress": False, **train},
     }
     (d / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     (d / "runner.py").write_text(RUNNER)
     (d / "steer_mod.py").write_text(STEER)
     return d
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, smollm_tokenizer) -> Path:
+    return write_tiny_run(tmp_path_factory.mktemp("tiny_run"), smollm_tokenizer)
 
 
 def _steer(setup):
