@@ -130,10 +130,7 @@ def save_checkpoint(
         barrier()
     torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
     if rank == 0:
-        if model_state is None:
-            _unwrap(model).save_pretrained(tmp / "model")
-        else:
-            _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)
+        _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)  # None: the model's own
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp / "model")
         torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")

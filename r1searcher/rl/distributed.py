@@ -66,22 +66,22 @@ def shard(items: Sequence, rank: int, world_size: int) -> list:
     return list(items[lo:hi])
 
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks (a copy; identity when not distributed)."""
+def _all_reduce(t: torch.Tensor, op) -> torch.Tensor:
     if not (dist.is_available() and dist.is_initialized()):
         return t
     out = t.clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    dist.all_reduce(out, op=op)
     return out
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (a copy; identity when not distributed)."""
+    return _all_reduce(t, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     """Element-wise max over ranks (a copy; identity when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return t
-    out = t.clone()
-    dist.all_reduce(out, op=dist.ReduceOp.MAX)
-    return out
+    return _all_reduce(t, dist.ReduceOp.MAX)
 
 
 def barrier() -> None:

@@ -24,6 +24,7 @@ from functools import partial
 
 import torch
 
+from r1searcher.rollout.generator import cache_from, cache_kwarg
 from r1searcher.rollout.trajectory import Trajectory
 
 
@@ -93,15 +94,13 @@ def decoder_hidden(decoder, input_ids: torch.Tensor, attention_mask: torch.Tenso
         return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     from transformers import DynamicCache
 
-    cache_kw = _cache_kwarg(decoder)
+    cache_kw = cache_kwarg(decoder)
     pre_cache = DynamicCache(config=decoder.config)
     pre = decoder(input_ids=input_ids[:1, :n], attention_mask=attention_mask[:1, :n], use_cache=True,
                   **{cache_kw: pre_cache}).last_hidden_state  # [1, n, H]
-    cache = DynamicCache(config=decoder.config)
-    for layer, src in zip(cache.layers, pre_cache.layers):
-        k, v = src.keys.expand(B, -1, -1, -1), src.values.expand(B, -1, -1, -1)  # views: grads sum back
-        layer.lazy_initialization(k, v)
-        layer.keys, layer.values = k, v
+    # expanded views: the gradients of the B rows sum back into the one prefix
+    cache = cache_from(decoder.config, [(layer.keys.expand(B, -1, -1, -1), layer.values.expand(B, -1, -1, -1))
+                                        for layer in pre_cache.layers])
     pos = torch.arange(n, L, device=input_ids.device).unsqueeze(0).expand(B, -1)
     rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, position_ids=pos, use_cache=True,
                    **{cache_kw: cache}).last_hidden_state  # [B, L - n, H]
@@ -122,13 +121,6 @@ def selected_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     else:
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     return head(hidden[rows, src])
-
-
-def _cache_kwarg(module) -> str:
-    import inspect
-
-    params = inspect.signature(module.forward).parameters
-    return "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
 
 
 def token_logprobs(

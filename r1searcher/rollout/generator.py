@@ -82,6 +82,25 @@ def _kv(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
+def cache_kwarg(module) -> str:
+    """The name ``module.forward`` takes its KV cache under: transformers 5.x renamed
+    ``past_key_values`` → ``cache``; PEFT wrappers take ``**kwargs``."""
+    params = inspect.signature(module.forward).parameters
+    return "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
+
+
+def cache_from(config, kvs: Sequence[tuple[torch.Tensor, torch.Tensor]]):
+    """A ``DynamicCache`` holding the given per-layer (keys, values), which it uses as they are
+    (views stay views: expanded tensors share storage, and gradients flow back through them)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    for layer, (k, v) in zip(cache.layers, kvs):
+        layer.lazy_initialization(k, v)
+        layer.keys, layer.values = k, v
+    return cache
+
+
 class HFGenerator:
     """:class:`Generator` over any transformers causal LM (``model(input_ids, attention_mask,
     position_ids, cache, logits_to_keep=1)``).
@@ -96,9 +115,7 @@ class HFGenerator:
         self.share_prefix = share_prefix
         self.min_shared_prefix = min_shared_prefix
         self.device = next(model.parameters()).device
-        params = inspect.signature(model.forward).parameters
-        # transformers 5.x renamed past_key_values → cache; PEFT wrappers take **kwargs.
-        self._cache_kw = "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
+        self._cache_kw = cache_kwarg(model)
         self.forward_calls = 0
         self.fed_tokens = 0  # real (non-padding) tokens encoded, for benchmarks
 
@@ -190,13 +207,7 @@ class HFGenerator:
     # ------------------------------------------------------------------ row bookkeeping
     # These build new caches and leave their inputs intact (a state may be split several ways).
     def _cache_from(self, kvs: list[tuple[torch.Tensor, torch.Tensor]]):
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config)
-        for layer, (k, v) in zip(cache.layers, kvs):
-            layer.lazy_initialization(k, v)
-            layer.keys, layer.values = k, v
-        return cache
+        return cache_from(self.model.config, kvs)
 
     def select(self, state: KVState, rows: Sequence[int]) -> KVState:
         idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.device)
