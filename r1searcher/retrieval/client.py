@@ -1,9 +1,11 @@
 """``HttpRetriever``: the Retriever protocol over HTTP, for our server or any Search-R1 / R1-Searcher one.
 
 * ``api="retrieve"`` posts Search-R1's ``/retrieve`` (ids and scores come back);
-  ``api="queries"`` posts R1-Searcher's ``/queries`` (answer lines ``Title\\ntext``; ids and
-  scores when the server adds them, as ours does); ``api="auto"`` tries ``/retrieve`` first and
+  ``api="queries"`` posts R1-Searcher's ``/queries`` (answer lines are corpus lines,
+  ``{row}\\t{title}   {text}`` as R1-Searcher's own server and ours send them, or ``Title\\ntext``;
+  ids and scores when the server adds them, as ours does); ``api="auto"`` tries ``/retrieve`` first and
   switches to ``/queries`` for good if the server does not have it (404/405).
+* The URL must name its scheme (``http://`` or ``https://``): ``localhost:8000`` is refused at once.
 * One ``httpx.Client`` (keep-alive connection pool) per retriever; thread-safe.
 * Connection errors, timeouts, 429 and 5xx are retried ``retries`` times with exponential backoff
   (``backoff · 2^attempt`` seconds); 4xx replies are not retried. When it gives up it raises
@@ -15,9 +17,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
+from urllib.parse import urlsplit
 
 from r1searcher.retrieval.base import Passage, RetrieverError
 
@@ -69,6 +73,26 @@ def _split_contents(contents: str) -> tuple[str, str]:
     return title, text
 
 
+_ROW_PREFIX = re.compile(r"^\d+\t")
+
+
+def _split_line(line: str) -> tuple[str, str]:
+    """An R1-Searcher answer line → (title, text): ``{row}\\t{title}   {text}`` or ``Title\\ntext``."""
+    if _ROW_PREFIX.match(line):
+        title, sep, text = _ROW_PREFIX.sub("", line, count=1).partition("   ")
+        return (title.strip(), text) if sep else ("", title)
+    return _split_contents(line)
+
+
+def check_url(url: str) -> str:
+    """``url`` without a trailing slash; ValueError at once when it has no http(s) scheme or host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        hint = f" (did you mean http://{url.strip()}?)" if "://" not in url else ""
+        raise ValueError(f"retrieval server URL {url!r} must start with http:// or https:// and name a host{hint}")
+    return url.strip().rstrip("/")
+
+
 class HttpRetriever:
     """A :class:`~r1searcher.retrieval.base.Retriever` backed by a retrieval server."""
 
@@ -88,7 +112,7 @@ class HttpRetriever:
             raise ValueError("retries and backoff must be >= 0, timeout and max_batch > 0")
         import httpx
 
-        self.url = url.rstrip("/")
+        self.url = check_url(url)
         self.api = api
         self.retries, self.backoff, self.max_batch = retries, backoff, max_batch
         self.cache = _LRU(cache_size)
@@ -165,7 +189,7 @@ class HttpRetriever:
         for lines, qids, qscores in zip(answers, ids, scores):
             ps = []
             for j, line in enumerate(lines):
-                title, text = _split_contents(str(line))
+                title, text = _split_line(str(line))
                 pid = qids[j] if j < len(qids) and qids[j] is not None else ""
                 ps.append(Passage(id=str(pid), title=title, text=text, score=qscores[j] if j < len(qscores) else None))
             out.append(ps)

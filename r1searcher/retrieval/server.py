@@ -5,8 +5,11 @@
   text); with ``return_scores`` each item is ``{"document": doc, "score": float}``.
 * ``POST /queries`` (R1-Searcher): ``{"queries": [str], "k": int = 3}`` →
   ``{"queries": [...], "answers": [[line × k] per query], "ids": [[id × k]], "scores": [[…]]}``;
-  each answer line is ``Title\\ntext`` (newlines inside a title become spaces, so the first
-  newline always separates title from text); ``ids``/``scores`` are extras R1-Searcher ignores.
+  each answer is a line of R1-Searcher's own corpus file, ``{row}\\t{title}   {text}`` (its
+  ``split_kilt_to_100.py`` writes ``f"{idx}\\t{title}   {paragraph}"``; its rollout strips
+  ``^\\d+\\s+``, so a title that starts with a number survives). ``row`` is the number in the
+  passage id (``p0000012`` → 12); whitespace runs in title and text become one space, so three
+  spaces always separate them. ``ids``/``scores`` are extras R1-Searcher ignores.
 * ``GET /health``: the index's kind, size, corpus hash and batching counters.
 
 Why micro-batching: a rollout engine, or many of them, send small requests concurrently; BM25
@@ -15,11 +18,17 @@ Requests go into an asyncio queue; one worker takes everything queued (after one
 turn, or ``batch_wait_ms`` if set; up to ``max_batch_queries``), runs one ``index.search`` in a
 worker thread, and hands each request its slice; requests arriving meanwhile form the next batch. Bad input never reaches the index: every
 limit (body size, batch size, query length, k) answers a 4xx JSON ``{"error": …}`` naming it.
+
+Client faults never become 5xx: a body over the limit is refused from its Content-Length before a
+byte is read, and a chunked body is read only up to the limit; JSON too deep or a number too long
+for Python's parser, and a query that is not valid Unicode (a lone surrogate), are 4xx. A client
+that hangs up before its body arrived is counted in ``disconnects``, not in ``errors_5xx``.
 """
 
 
 import asyncio
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +58,7 @@ class _Stats:
     batched_queries: int = 0
     errors_4xx: int = 0
     errors_5xx: int = 0
+    disconnects: int = 0
 
 
 class RequestError(ValueError):
@@ -124,13 +134,42 @@ class MicroBatcher:
                 pos += len(qs)
 
 
+class ClientGone(Exception):
+    """The client hung up before its request body arrived (nobody to answer; not a server error)."""
+
+
+async def _read_body(request, limit: int) -> bytes:
+    """The request body, refused (413) from its Content-Length before reading, or as soon as a
+    chunked stream passes ``limit``: never more than ``limit`` bytes are held."""
+    from starlette.requests import ClientDisconnect
+
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise RequestError(f"invalid Content-Length header {declared[:40]!r}")
+        if int(declared) > limit:
+            raise RequestError(f"request body is {int(declared)} bytes; the limit is {limit}", 413)
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(f"request body is over {limit} bytes (the limit); stopped reading at {size}", 413)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone() from None
+    return b"".join(chunks)
+
+
 def _parse_body(raw: bytes, limits: ServerLimits) -> dict:
     if len(raw) > limits.max_body_bytes:
         raise RequestError(f"request body is {len(raw)} bytes; the limit is {limits.max_body_bytes}", 413)
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RequestError(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise RequestError("invalid JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
+        raise RequestError(f"invalid JSON: {str(e).splitlines()[0][:200]}") from None
     if not isinstance(body, dict):
         raise RequestError(f"the body must be a JSON object, got {type(body).__name__}")
     return body
@@ -149,6 +188,10 @@ def _queries(body: dict, limits: ServerLimits) -> list[str]:
             raise RequestError(f"queries[{i}] must be a string, got {type(q).__name__}", 422)
         if len(q) > limits.max_query_chars:
             raise RequestError(f"queries[{i}] is {len(q)} characters; the limit is {limits.max_query_chars}", 413)
+        try:
+            q.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(f"queries[{i}] is not valid Unicode (a lone surrogate escape such as \\ud800)", 422) from None
     return qs
 
 
@@ -163,8 +206,14 @@ def _k(body: dict, name: str, limits: ServerLimits) -> int:
     return k
 
 
-def _line(p: Passage) -> str:
-    return f"{' '.join(p.title.split())}\n{p.text}"
+_ROW_RE = re.compile(r"[^\d]*?0*(\d+)")
+
+
+def _line(p: Passage, rank: int) -> str:
+    """The passage as a line of R1-Searcher's corpus file: ``{row}\\t{title}   {text}``."""
+    m = _ROW_RE.fullmatch(p.id)
+    row = int(m.group(1)) if m else rank
+    return f"{row}\t{' '.join(p.title.split())}   {' '.join(p.text.split())}"
 
 
 def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict | None = None):
@@ -188,6 +237,9 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
     app.state.batcher, app.state.stats, app.state.limits = batcher, stats, lim
 
     def error(e: Exception) -> JSONResponse:
+        if isinstance(e, ClientGone):  # nobody reads this reply
+            stats.disconnects += 1
+            return JSONResponse({"error": "client disconnected"}, status_code=400)
         if isinstance(e, RequestError):
             stats.errors_4xx += 1
             return JSONResponse({"error": str(e)}, status_code=e.status)
@@ -195,7 +247,7 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
         return JSONResponse({"error": f"retrieval failed: {type(e).__name__}: {e}"}, status_code=500)
 
     async def run(request: Request, kname: str) -> tuple[dict, list[str], int, list[list[Passage]]]:
-        body = _parse_body(await request.body(), lim)
+        body = _parse_body(await _read_body(request, lim.max_body_bytes), lim)
         qs = _queries(body, lim)
         k = _k(body, kname, lim)
         stats.requests += 1
@@ -224,7 +276,7 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
         return JSONResponse(
             {
                 "queries": qs,
-                "answers": [[_line(p) for p in r] for r in res],
+                "answers": [[_line(p, j) for j, p in enumerate(r)] for r in res],
                 "ids": [[p.id for p in r] for r in res],
                 "scores": [[p.score for p in r] for r in res],
             }
@@ -243,6 +295,7 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
             "mean_batch": round(s.batched_queries / s.batches, 2) if s.batches else 0.0,
             "errors_4xx": s.errors_4xx,
             "errors_5xx": s.errors_5xx,
+            "disconnects": s.disconnects,
             "limits": lim.__dict__,
         })
 
