@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Teach language models to search while they reason (R1-Searcher), on a laptop or a cluster.",
     )
     parser.add_argument("--version", action="version", version=f"r1searcher {r1searcher.__version__}")
+    parser.add_argument("--debug", dest="debug_all", action="store_true",
+                        help="show the full traceback of an error (also: R1SEARCHER_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, mod in _command_modules():
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
@@ -35,7 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(e: BaseException) -> str:
+    """One line for an error the user can act on (an OSError names the file and the reason)."""
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        other = f" -> {e.filename2}" if getattr(e, "filename2", None) else ""
+        return f"{e.filename}{other}: {e.strerror}"
+    text = str(e).strip() or type(e).__name__
+    lines = text.splitlines()
+    return lines[0] + (" …" if len(lines) > 1 else "")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    import yaml
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -46,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # clear one-line errors, no traceback
-        if getattr(args, "debug", False) or __import__("os").environ.get("R1SEARCHER_DEBUG"):
+    # Clear one-line errors, no traceback: the user's input (files, values, YAML), the disk (no space,
+    # no permission), a retriever that is down. --debug (before or after the command) shows it all.
+    except (OSError, ValueError, RuntimeError, yaml.YAMLError) as e:
+        if getattr(args, "debug", False) or args.debug_all or os.environ.get("R1SEARCHER_DEBUG"):
             raise
-        print(f"r1searcher {args.command}: error: {e}", file=sys.stderr)
+        print(f"r1searcher {args.command}: error: {describe_error(e)}", file=sys.stderr)
         return 2
 
 

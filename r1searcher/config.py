@@ -22,7 +22,7 @@ import yaml
 @dataclass
 class ModelConfig:
     name: str = "smollm2"  # "smollm2" (embedded), "qwen-coder-0.5b" (opt-in wheels), or a local HF folder
-    dtype: str = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    dtype: str = "auto"  # auto: bf16 on CUDA and on CPUs with AMX/AVX512-BF16 (not for full CPU fine-tuning), else fp32
     device: str = "auto"
     lora: bool = False
     lora_r: int = 16
@@ -126,8 +126,42 @@ class ConfigError(ValueError):
 
 
 def _closest(key: str, options: list[str]) -> str:
-    m = difflib.get_close_matches(key, options, n=1, cutoff=0.0)
-    return f" (did you mean '{m[0]}'?)" if m else ""
+    """`` (did you mean 'x'?)``: a key whose last part abbreviates this one's words (``learning_rate`` →
+    ``lr``) or equals it in another section, else the closest spelling (if any is close)."""
+    section, _, leaf = key.rpartition(".")
+    initials = "".join(w[0] for w in leaf.lower().split("_") if w)
+
+    def rank(opt: str) -> tuple:
+        osec, _, oleaf = opt.rpartition(".")
+        return (osec != section, opt)
+
+    def squash(s: str) -> str:
+        return s.lower().replace("_", "").replace("-", "")
+
+    leaves = {o: o.rpartition(".")[2] for o in options}
+    for cands in ([o for o, lf in leaves.items() if lf == leaf],
+                  [o for o, lf in leaves.items() if squash(lf) == squash(leaf)],
+                  [o for o, lf in leaves.items() if len(initials) > 1 and lf == initials]):
+        if cands:
+            return f" (did you mean '{sorted(cands, key=rank)[0]}'?)"
+    same = {o: lf for o, lf in leaves.items() if o.rpartition(".")[0] == section}
+    for pool, cutoff in ((same, 0.4), (leaves, 0.6)):  # a near spelling in the key's own section first
+        close = difflib.get_close_matches(leaf, sorted(set(pool.values())), n=1, cutoff=cutoff)
+        if close:
+            return f" (did you mean '{sorted((o for o, lf in pool.items() if lf == close[0]), key=rank)[0]}'?)"
+    return ""
+
+
+def diff_configs(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every leaf that differs between two config dicts."""
+    out = []
+    for key in sorted(set(old) | set(new), key=lambda k: (k not in old, str(k))):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff_configs(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out
 
 
 def _field_type(obj: Any, name: str) -> Any:
@@ -216,7 +250,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"config file not found: {p}")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{p}: YAML syntax error{where}: {what}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
         try:

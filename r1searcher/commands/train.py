@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="YAML config (with --stages: one per stage, in order)")
     p.add_argument("--out", help="run folder (default: the config's 'out'); with --stages, OUT/<config name> per stage")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--last-intact", action="store_true",
+                   help="with --resume: if the latest checkpoint is damaged, move it aside and resume from the newest intact one")
     p.add_argument("--stages", action="store_true",
                    help="run the stages in order, each starting from the previous one's checkpoint "
                         "(default configs: configs/stage1.yaml configs/stage2.yaml)")
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     configs = args.config or ([_bundled("stage1.yaml"), _bundled("stage2.yaml")] if args.stages else [])
     if not configs:
         raise ValueError("give --config FILE (or --stages)")
+    if args.last_intact and not args.resume:
+        raise ValueError("--last-intact goes with --resume")
     if len(configs) > 1 and not args.stages:
         raise ValueError("several --config files need --stages (they run in order)")
     try:
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             out = args.out
             if args.stages and args.out:  # one sub-folder per stage; without --out each config's own 'out'
                 out = str(Path(args.out) / Path(path).stem)
-            previous = train(cfg, out, resume=args.resume)
+            previous = train(cfg, out, resume=args.resume, last_intact=args.last_intact)
             print(f"{path}: done, run folder {previous}")
     finally:
         D.shutdown()

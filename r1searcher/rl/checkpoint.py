@@ -9,13 +9,18 @@ Layout of ``RUN/checkpoints/step_00000012/`` (the step number = optimizer steps 
     rng_rank{R}.pt    python, numpy, torch (and CUDA) RNG states of every rank
     state.json        step, data position, world size, anything else the trainer passes
     config.yaml       the resolved config of the run
+    manifest.json     every other file's size in bytes, and its sha256 (files up to 1 GiB)
 
 A checkpoint is written into ``checkpoints/.tmp-…`` and renamed into place, so a directory named
 ``step_*`` is always complete: a run killed mid-save leaves only a ``.tmp-`` folder, removed later.
+A checkpoint damaged afterwards (a copy cut short, a full disk, a stray write) is caught on load
+by :func:`verify_checkpoint`, which names the bad file; :func:`resume_checkpoint` then points at the
+newest intact checkpoint, or (``last_intact``) moves the damaged ones aside and takes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -28,6 +33,12 @@ import numpy as np
 import torch
 
 _STEP_RE = re.compile(r"^step_(\d+)$")
+MANIFEST = "manifest.json"
+_HASH_LIMIT = 1 << 30  # files above this get their size checked, not their sha256 (a 7B model: ~15 GB)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written, or is damaged; the message names the file."""
 
 
 # --------------------------------------------------------------------------- RNG
@@ -121,43 +132,165 @@ def save_checkpoint(
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp-step_{step:08d}"
+    with _save_errors(root, step, tmp if rank == 0 else None):
+        if rank == 0:
+            root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+        if barrier:
+            barrier()
+        torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
+        if rank == 0:
+            _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)  # None: the model's own
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp / "model")
+            torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            (tmp / "state.json").write_text(json.dumps({**state, "step": step, "world_size": world_size}, indent=1))
+            (tmp / "config.yaml").write_text(config_yaml)
+        if barrier:
+            barrier()
+        if rank == 0:  # every rank's files are in place: record them
+            (tmp / MANIFEST).write_text(json.dumps({"files": _describe(tmp)}, indent=1))
     if rank == 0:
-        root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-    if barrier:
-        barrier()
-    torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
-    if rank == 0:
-        _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)  # None: the model's own
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp / "model")
-        torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "state.json").write_text(json.dumps({**state, "step": step, "world_size": world_size}, indent=1))
-        (tmp / "config.yaml").write_text(config_yaml)
-    if barrier:
-        barrier()
-    if rank == 0:
-        if final.exists():  # re-saving a step (e.g. after a resume): swap the old one out first
-            old = root / f".old-step_{step:08d}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(root)
-        for stale in root.glob(".tmp-*"):
-            if stale != tmp:
-                shutil.rmtree(stale, ignore_errors=True)
-        if keep_last > 0:
-            for old in checkpoint_dirs(run_dir)[:-keep_last]:
+        with _save_errors(root, step, None):
+            if final.exists():  # re-saving a step (e.g. after a resume): swap the old one out first
+                old = root / f".old-step_{step:08d}"
                 shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+            _fsync_dir(root)
+            for stale in root.glob(".tmp-*"):
+                if stale != tmp:
+                    shutil.rmtree(stale, ignore_errors=True)
+            if keep_last > 0:
+                for old in checkpoint_dirs(run_dir)[:-keep_last]:
+                    shutil.rmtree(old, ignore_errors=True)
     if barrier:
         barrier()
     return final
+
+
+class _save_errors:
+    """Turn an OSError while saving into a one-line CheckpointError; remove the half-written folder."""
+
+    def __init__(self, root: Path, step: int, tmp: Path | None):
+        self.root, self.step, self.tmp = root, step, tmp
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        if exc is None or not isinstance(exc, OSError):
+            return False
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        raise CheckpointError(f"cannot save checkpoint step {self.step} in {self.root}: "
+                              f"{exc.strerror or exc}{where}") from exc
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _describe(folder: Path) -> dict[str, dict]:
+    out = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.name != MANIFEST:
+            size = f.stat().st_size
+            out[f.relative_to(folder).as_posix()] = {"bytes": size, **({"sha256": _sha256(f)} if size <= _HASH_LIMIT else {})}
+    return out
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Raise CheckpointError naming the first damaged or missing file of checkpoint ``path``.
+
+    With a manifest (written at save): every file's size, and sha256 where recorded. Without one
+    (a checkpoint from an older version): state.json must parse and no file may be empty.
+    """
+    p = Path(path)
+    man = p / MANIFEST
+    if man.exists():
+        try:
+            files = json.loads(man.read_text())["files"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{man}: unreadable manifest ({type(e).__name__}): the checkpoint is damaged") from None
+        for rel, want in files.items():
+            f = p / rel
+            if not f.is_file():
+                raise CheckpointError(f"{f}: missing (the checkpoint's manifest lists it)")
+            size = f.stat().st_size
+            if size != want["bytes"]:
+                raise CheckpointError(f"{f}: {size} bytes, {want['bytes']} when saved (truncated or overwritten)")
+            if "sha256" in want and _sha256(f) != want["sha256"]:
+                raise CheckpointError(f"{f}: contents differ from when it was saved (sha256 mismatch)")
+        return
+    _read_state(p)
+    for f in sorted(p.rglob("*")):
+        if f.is_file() and f.stat().st_size == 0:
+            raise CheckpointError(f"{f}: empty file (the checkpoint is damaged)")
+
+
+def _read_state(p: Path) -> dict:
+    f = p / "state.json"
+    try:
+        state = json.loads(f.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{f}: missing") from None
+    except ValueError as e:
+        raise CheckpointError(f"{f}: not valid JSON ({e}): the checkpoint is damaged") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{f}: no 'step' recorded: the checkpoint is damaged")
+    return state
+
+
+def _load(f: Path, loader):
+    """``loader(f)``, any failure re-raised as a CheckpointError naming ``f``."""
+    try:
+        return loader(f)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch / safetensors raise many types for a damaged file
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise CheckpointError(f"{f}: cannot be read ({type(e).__name__}{': ' + msg if msg else ''}): "
+                              f"the checkpoint is damaged") from e
+
+
+def resume_checkpoint(run_dir: str | Path, last_intact: bool = False, move_aside: bool = True) -> Path | None:
+    """The checkpoint ``--resume`` continues from: the latest, verified.
+
+    Damaged latest: CheckpointError naming the bad file and the newest intact checkpoint; with
+    ``last_intact``, the damaged ones newer than it are renamed ``checkpoints/damaged-step_…``
+    (kept for inspection, never picked again; only where ``move_aside``, i.e. on rank 0) and the
+    intact one is returned. None when the run has no checkpoint.
+    """
+    dirs = checkpoint_dirs(run_dir)
+    damaged: list[tuple[Path, CheckpointError]] = []
+    for d in reversed(dirs):
+        try:
+            verify_checkpoint(d)
+        except CheckpointError as e:
+            damaged.append((d, e))
+            continue
+        if damaged and not last_intact:
+            raise CheckpointError(f"latest checkpoint {damaged[0][0].name} is damaged: {damaged[0][1]}; the newest "
+                                  f"intact one is {d.name}: add --last-intact to resume from it")
+        for bad, err in damaged:
+            if move_aside:
+                aside = bad.with_name(f"damaged-{bad.name}")
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(bad, aside)
+                print(f"warning: {err}; moved to {aside.name}, resuming from {d.name}", flush=True)
+        return d
+    if damaged:
+        raise CheckpointError(f"no intact checkpoint in {Path(run_dir) / 'checkpoints'}; latest: {damaged[0][1]}")
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -182,7 +315,7 @@ def load_model_weights(model, model_dir: str | Path) -> None:
     if (d / "adapter_config.json").exists():
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model, load_file(d / "adapter_model.safetensors"))
+        result = set_peft_model_state_dict(model, _load(d / "adapter_model.safetensors", load_file))
         if getattr(result, "unexpected_keys", None):
             raise RuntimeError(f"{d}: adapter keys not in the model: {result.unexpected_keys[:5]}")
         return
@@ -191,7 +324,7 @@ def load_model_weights(model, model_dir: str | Path) -> None:
         raise FileNotFoundError(f"{d}: no *.safetensors weights")
     weights: dict[str, torch.Tensor] = {}
     for f in files:
-        weights.update(load_file(f))
+        weights.update(_load(f, load_file))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     if isinstance(getattr(model, "_tied_weights_keys", None), dict):
@@ -206,15 +339,15 @@ def load_checkpoint(path: str | Path, *, model, optimizer=None, scheduler=None, 
     ``model`` / ``optimizer`` None: left to the caller (a sharded model loads its weights before
     it is split, and its optimizer state by name: ``rl/fsdp.py``)."""
     p = Path(path)
-    state = json.loads((p / "state.json").read_text())
+    state = _read_state(p)
     if model is not None:
         load_model_weights(model, p / "model")
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(p / "optimizer.pt", map_location="cpu", weights_only=True))
+        optimizer.load_state_dict(_load(p / "optimizer.pt", lambda f: torch.load(f, map_location="cpu", weights_only=True)))
     if scheduler is not None:
-        scheduler.load_state_dict(torch.load(p / "scheduler.pt", weights_only=False))
+        scheduler.load_state_dict(_load(p / "scheduler.pt", lambda f: torch.load(f, weights_only=False)))
     rng_file = p / f"rng_rank{rank}.pt"
     if not rng_file.exists():
         raise FileNotFoundError(f"{rng_file} missing: resume with the world size the run used ({state.get('world_size')})")
-    set_rng_state(torch.load(rng_file, weights_only=False))
+    set_rng_state(_load(rng_file, lambda f: torch.load(f, weights_only=False)))
     return state

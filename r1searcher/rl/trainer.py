@@ -37,6 +37,7 @@ from r1searcher.rl.checkpoint import (
     load_checkpoint,
     load_model_weights,
     resolve_model_dir,
+    resume_checkpoint,
     save_checkpoint,
     seed_everything,
 )
@@ -325,8 +326,13 @@ def _load_models(cfg: Config, dist: D.Dist):
     return model, tok, ref
 
 
-def train(cfg: Config, out: str | Path | None = None, resume: bool = False, steer=None) -> Path:
+def train(cfg: Config, out: str | Path | None = None, resume: bool = False, steer=None, last_intact: bool = False) -> Path:
     """Run (or resume) one training stage; return the run folder.
+
+    ``resume`` continues from the latest checkpoint, verified first (a damaged one is an error that
+    names the file; ``last_intact`` takes the newest intact one instead). A config that differs from
+    the checkpoint's is a warning, or an error for keys the checkpoint fixes (:data:`RESUME_FIXED`);
+    ``config.yaml`` keeps the run's original config.
 
     ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
     engine (``rollout/steer.py``), e.g. to make a tiny random model search.
@@ -340,14 +346,26 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     dist = D.init(cfg.model.device)
     if t.questions_per_step % dist.world_size:
         raise ValueError(f"train.questions_per_step ({t.questions_per_step}) must divide evenly over {dist.world_size} ranks")
-    ckpt = latest_checkpoint(run) if resume else None
+    if not cfg.data.path:
+        raise ValueError("data.path is not set: name the training questions in the config or as data.path=FILE "
+                         "(a QA JSONL, or a dataset name such as hotpotqa)")
+    if resume:  # rank 0 verifies (and with last_intact moves damaged ones aside); the others follow
+        ckpt = resume_checkpoint(run, last_intact) if dist.is_main else None
+        D.barrier()
+        if not dist.is_main:
+            ckpt = latest_checkpoint(run)
+    else:
+        ckpt = None
     if not resume and latest_checkpoint(run) is not None:
         raise ValueError(f"{run} already has checkpoints: pass --resume to continue it, or choose another --out")
     seed_everything(t.seed + dist.rank)
     cfg_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     if dist.is_main:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(cfg_yaml)
+        if ckpt is None or not (run / "config.yaml").exists():
+            (run / "config.yaml").write_text(cfg_yaml)
+        else:
+            _check_resume_config(run, ckpt, cfg)
 
     records = load_qa(resolve_dataset(cfg.data.path), on_error=cfg.data.on_error, limit=cfg.data.limit or None)
     sampler = QuestionSampler(len(records), t.seed, cfg.data.shuffle)
@@ -474,6 +492,35 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+#: Keys a checkpoint fixes: a resume that changes them is refused (the weights, the adapter, the
+#: data order would not match; lr, betas and weight_decay come back from the optimizer state, so a
+#: new value would be silently ignored).
+RESUME_FIXED = ("model.name", "model.lora", "model.lora_r", "model.lora_alpha", "model.lora_layers", "train.init_from",
+                "train.fsdp", "data.path", "data.limit", "data.shuffle", "train.seed", "train.lr", "train.betas", "train.weight_decay")
+
+
+def _check_resume_config(run: Path, ckpt: Path, cfg: Config) -> None:
+    """Compare the resumed config with the checkpoint's: refuse changes to RESUME_FIXED, warn about
+    the rest and write this config to ``config.resume-step_N.yaml``; ``config.yaml`` is left as it was."""
+    import sys
+
+    from r1searcher.config import diff_configs
+
+    saved = ckpt / "config.yaml" if (ckpt / "config.yaml").exists() else run / "config.yaml"
+    changes = diff_configs(yaml.safe_load(saved.read_text()) or {}, cfg.to_dict())
+    if not changes:
+        return
+    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)
+    fixed = [k for k, _, _ in changes if k in RESUME_FIXED]
+    if fixed:
+        raise ValueError(f"cannot resume {run} with a changed {', '.join(fixed)} (the checkpoint fixes it): {shown}; "
+                         f"start a new run with --out, or train.init_from={ckpt} to start from these weights")
+    new = run / f"config.resume-{ckpt.name}.yaml"
+    new.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    print(f"warning: resuming with a changed config: {shown} (config.yaml keeps the original; this one is in {new.name})",
+          file=sys.stderr, flush=True)
+
+
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     tmp.replace(path)
