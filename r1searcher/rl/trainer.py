@@ -487,11 +487,6 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     return run
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines of steps after ``step`` (written after the checkpoint a resume starts from)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
 #: Keys a checkpoint fixes: a resume that changes them is refused (the weights, the adapter, the
 #: data order would not match; lr, betas and weight_decay come back from the optimizer state, so a
 #: new value would be silently ignored).
@@ -521,6 +516,11 @@ def _check_resume_config(run: Path, ckpt: Path, cfg: Config) -> None:
           file=sys.stderr, flush=True)
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines of steps after ``step`` (written after the checkpoint a resume starts from)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     tmp.replace(path)
