@@ -5,6 +5,12 @@ For each dataset ``OUT/<name>/predictions.jsonl`` holds one line per question (`
 ``queries``, and the per-row ``em``/``cover_em``/``f1``), appended and flushed batch by batch, so an
 interrupted run continues from what is already written (a torn last line is dropped). ``metrics.json``
 is rewritten from the whole file at the end.
+
+``OUT/<name>/run.json`` records what the predictions are made with (``EvalSpec.provenance``: method,
+model and checkpoint, retriever, k, prompt, rollout limits); continuing into a folder made another
+way is refused, so rows of two runs never mix. Rows that ended with ``retriever_error`` (the
+retriever was down) are not answers: a rerun drops and retries them, and until none remain
+``metrics.json`` counts them in ``retriever_errors`` (``r1searcher eval`` then exits non-zero).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class EvalSpec:
     top_k: int = 5  # paper: 5 at evaluation
     max_doc_words: int | None = 100
     gold_passages: dict[str, Passage] = field(default_factory=dict)  # oracle: passage id -> passage
+    provenance: dict = field(default_factory=dict)  # what else the predictions depend on (run.json); method is added
 
 
 def read_done(path: Path) -> list[dict]:
@@ -115,6 +122,44 @@ def summarize(rows: list[dict], seconds: float | None = None) -> dict:
     return out
 
 
+RETRY = "retriever_error"  # rows with this stop reason are retried on the next run
+
+
+def check_provenance(out_dir: Path, spec: EvalSpec, has_rows: bool) -> None:
+    """Write ``run.json``, or refuse (one line) to continue predictions made another way."""
+    want = {"method": spec.method, **spec.provenance}
+    path = out_dir / "run.json"
+    if has_rows:
+        if not path.exists():
+            raise ValueError(f"{out_dir} holds predictions without a run.json saying how they were made: "
+                             f"choose another --out, or delete {out_dir / 'predictions.jsonl'} to start over")
+        try:
+            have = json.loads(path.read_text())
+        except ValueError:
+            raise ValueError(f"{path}: not valid JSON; delete the folder to start over") from None
+        diff = [f"{k} {have.get(k)!r} (now {want.get(k)!r})" for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+        if diff:
+            raise ValueError(f"{out_dir} holds predictions made with another setup: {'; '.join(diff)}; "
+                             f"choose another --out, or delete the folder to start over")
+        return
+    tmp = out_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(want, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _drop_retry_rows(path: Path, rows: list[dict]) -> list[dict]:
+    """Rows without ``retriever_error``; the file is rewritten without the others (they are redone)."""
+    keep = [r for r in rows if r.get("stop_reason_final") != RETRY]
+    if len(keep) != len(rows):
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return keep
+
+
 def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Path, spec: EvalSpec,
                      progress: bool = True, on_error: str = "skip") -> dict:
     """Evaluate one dataset file; resumable. Returns the metrics dict (also written to metrics.json)."""
@@ -124,7 +169,12 @@ def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Pa
     pred_path = out_dir / "predictions.jsonl"
     report = LoadReport()
     records = load_qa(data_path, on_error=on_error, limit=spec.limit or None, report=report)
+    if not records:
+        raise ValueError(f"{data_path}: no usable question ({report.n_bad} bad line(s)"
+                         f"{', the file is empty' if not report.n_bad else ''})")
     done = read_done(pred_path)
+    check_provenance(out_dir, spec, bool(done))
+    done = _drop_retry_rows(pred_path, done)
     done_ids = {r["id"] for r in done}
     todo = [r for r in records if r.id not in done_ids]
     t0 = time.perf_counter()
@@ -158,6 +208,7 @@ def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Pa
     metrics["method"] = spec.method
     metrics["dataset"] = str(data_path)
     metrics["bad_lines"] = report.n_bad
+    metrics["retriever_errors"] = sum(r["stop_reason_final"] == RETRY for r in rows)
     if todo:
         metrics["seconds_per_question"] = round(elapsed / len(todo), 3)
     tmp = out_dir / "metrics.json.tmp"

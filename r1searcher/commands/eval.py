@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HELP = "evaluate a policy or a baseline (rl, iterative, naive, rag, oracle) on QA datasets"
@@ -14,13 +15,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from r1searcher.commands._common import add_retriever_arguments
 
     p.add_argument("--method", default="rl", choices=METHODS)
-    p.add_argument("--model", default="smollm2", help="embedded name, HF folder or a checkpoint's model folder")
+    p.add_argument("--model", help="embedded name (smollm2, qwen-coder-0.5b), HF folder, LoRA adapter, checkpoint or "
+                   "training run folder (its latest checkpoint); default: --config's model.name, else smollm2")
     p.add_argument("--data", nargs="+", required=True, help="dataset names (hotpotqa, 2wiki, musique, bamboogle) or JSONL files")
     add_retriever_arguments(p)
     p.add_argument("--corpus", help="corpus JSONL with the gold passages (oracle)")
     p.add_argument("--limit", type=int, default=0, help="first N questions of each dataset (0 = all)")
     p.add_argument("--out", required=True, help="output folder: OUT/<dataset>/{predictions.jsonl,metrics.json}")
-    p.add_argument("-k", "--top-k", type=int, default=5)
+    p.add_argument("-k", "--top-k", type=int, default=None,
+                   help="passages per search (default: retrieval.top_k of --config or an override, else 5 as the paper)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--config", help="YAML config (rollout limits, prompt style)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.commands._common import open_retriever
     from r1searcher.config import load_config
     from r1searcher.data.qa import resolve_dataset
-    from r1searcher.evaluate import EvalSpec, evaluate_dataset, format_table
+    from r1searcher.evaluate import EvalSpec, check_provenance, evaluate_dataset, format_table, read_done
     from r1searcher.models import load_policy
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.rollout.engine import RolloutEngine
@@ -39,24 +42,76 @@ def run(args: argparse.Namespace) -> int:
     # Paper evaluation: up to 9 searches, greedy; the untrained tag loop gets the worked example.
     defaults = ["rollout.max_searches=9"] + (["rollout.few_shot=true"] if args.method == "iterative" else [])
     cfg = load_config(args.config, defaults + list(args.overrides))
-    cfg.model.name = args.model
-    cfg.retrieval.top_k = args.top_k
+    if args.model:
+        cfg.model.name = args.model
+    if args.top_k is not None:  # the flag wins; then --config / retrieval.top_k=; then the paper's 5
+        cfg.retrieval.top_k = args.top_k
+    elif not args.config and not any(o.startswith("retrieval.top_k=") for o in args.overrides):
+        cfg.retrieval.top_k = 5
+    args.model, args.top_k = cfg.model.name, cfg.retrieval.top_k
     retriever = open_retriever(args, cfg)
     gold = {}
     if args.method == "oracle":
         if not args.corpus:
             raise ValueError("--method oracle needs --corpus FILE holding the gold passages")
         gold = {p.id: p for p in read_passages(args.corpus)}
+    spec = EvalSpec(method=args.method, limit=args.limit, batch_size=args.batch_size, top_k=args.top_k,
+                    max_doc_words=cfg.retrieval.max_doc_words, gold_passages=gold, provenance=provenance(args, cfg))
+    paths = [resolve_dataset(name) for name in args.data]
+    for path in paths:  # refuse to continue another setup's predictions before loading the model
+        out = Path(args.out) / path.stem
+        if (out / "predictions.jsonl").exists():
+            check_provenance(out, spec, bool(read_done(out / "predictions.jsonl")))
     model, tok = load_policy(cfg.model)
     engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
-    spec = EvalSpec(method=args.method, limit=args.limit, batch_size=args.batch_size, top_k=args.top_k,
-                    max_doc_words=cfg.retrieval.max_doc_words, gold_passages=gold)
     results = {}
-    for name in args.data:
-        path = resolve_dataset(name)
+    for path in paths:
         results[path.stem] = evaluate_dataset(engine, retriever, path, Path(args.out) / path.stem, spec)
     if args.json:
         print(json.dumps(results))
     else:
         print(format_table(results))
+    stuck = {name: m["retriever_errors"] for name, m in results.items() if m.get("retriever_errors")}
+    if stuck:
+        print(f"r1searcher eval: error: {sum(stuck.values())} question(s) ended with retriever_error "
+              f"({', '.join(f'{k} {v}' for k, v in stuck.items())}): the retriever was unreachable; "
+              f"rerun the same command once it is back to retry them", file=sys.stderr)
+        return 3
     return 0
+
+
+def _model_identity(name: str) -> dict:
+    """The model as given, and for a local folder what its weights are (a checkpoint's manifest
+    hashes, else the weight files' sizes), so retraining into the same path is noticed."""
+    p = Path(name).expanduser()
+    if not p.exists():
+        return {"model": name}
+    from r1searcher.rl.checkpoint import MANIFEST, resolve_model_dir
+
+    d = resolve_model_dir(p)
+    man = d.parent / MANIFEST
+    if man.exists():
+        files = json.loads(man.read_text()).get("files", {})
+        weights = {k: v.get("sha256", v["bytes"]) for k, v in files.items() if k.startswith("model/") and "safetensors" in k}
+    else:
+        weights = {f.name: f.stat().st_size for f in sorted(d.glob("*.safetensors"))}
+    return {"model": str(d.resolve()), "weights": weights}
+
+
+def provenance(args: argparse.Namespace, cfg) -> dict:
+    """What predictions depend on besides the questions (recorded in each dataset's run.json)."""
+    if getattr(args, "web", False):
+        source = "web"
+    elif getattr(args, "index", None):
+        source = str(Path(args.index).expanduser().resolve())
+    else:
+        source = args.server
+    r = cfg.rollout
+    return {
+        **_model_identity(args.model), "retriever": source, "top_k": args.top_k,
+        "corpus": str(Path(args.corpus).resolve()) if getattr(args, "corpus", None) else None,
+        "prompt": {"style": r.prompt, "few_shot": r.few_shot},
+        "limits": {"max_searches": r.max_searches, "max_new_tokens_per_turn": r.max_new_tokens_per_turn,
+                   "max_response_tokens": r.max_response_tokens, "max_doc_words": cfg.retrieval.max_doc_words},
+        "model_dtype": cfg.model.dtype,
+    }
