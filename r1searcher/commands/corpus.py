@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--out", required=True, metavar="FILE", help="output JSONL")
     b.add_argument("--max-words", type=int, default=100, help="passage length cap in words (default 100)")
     b.add_argument("--quiet", action="store_true", help="do not print each malformed line")
+    b.add_argument("--keep-partial", action="store_true",
+                   help="if an input cannot be read to its end (a truncated .gz), keep the passages read before it in OUT "
+                        "(the command still fails); by default nothing is written")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         from tqdm.auto import tqdm
 
         stream = tqdm(stream, desc="passages", unit="psg", mininterval=1.0)
-    sha, n = write_passages(stream, args.out)
+    sha, n = write_passages(stream, args.out, keep_partial=args.keep_partial)
     print(
         f"{n} passages from {stats.records} records → {args.out}\n"
         f"  duplicates dropped: {stats.duplicates}, empty records: {stats.empty}, malformed lines skipped: {stats.malformed}\n"

@@ -1,4 +1,4 @@
-"""``r1searcher search (--index DIR | --web) (QUERY | --queries FILE) [-k N] [--json]``.
+"""``r1searcher search (--index DIR|FILE | --web) (QUERY | --queries FILE) [-k N] [--json]``.
 
 ``--web`` searches the live web through :class:`~r1searcher.retrieval.web.WebRetriever`, configured
 from the environment (``R1SEARCHER_WEB_PROVIDER``, ``R1SEARCHER_WEB_BASE_URL``, ``R1SEARCHER_WEB_API_KEY``,
@@ -15,7 +15,7 @@ HELP = "search a saved index (or the web, --web) with one query or a JSONL file 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", metavar="DIR", help="an index folder (any kind)")
+    p.add_argument("--index", metavar="DIR|FILE", help="an index folder (any kind), or a corpus JSONL (BM25 built once and cached)")
     p.add_argument("--web", action="store_true", help="search the web instead (provider, key, summariser from R1SEARCHER_* env)")
     p.add_argument("query", nargs="?", help="one query (or use --queries)")
     p.add_argument("--queries", metavar="FILE", help="JSONL with a 'question' or 'query' field per line")
@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
         with WebRetriever() as web:
             return _print(web, queries, args)
-    from r1searcher.retrieval.index import load_index
+    from r1searcher.commands._common import open_retriever
 
-    return _print(load_index(args.index), queries, args)
+    return _print(open_retriever(args), queries, args)
 
 
 def _print(index, queries: list[str], args: argparse.Namespace) -> int:

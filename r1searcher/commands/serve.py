@@ -1,4 +1,4 @@
-"""``r1searcher serve (--index DIR | --web) [--host 127.0.0.1] [--port 8000]``: the HTTP retrieval service.
+"""``r1searcher serve (--index DIR|FILE | --web) [--host 127.0.0.1] [--port 8000]``: the HTTP retrieval service.
 
 ``--web`` serves live web search (:class:`~r1searcher.retrieval.web.WebRetriever`, configured from the
 ``R1SEARCHER_WEB_*`` / ``R1SEARCHER_SUMMARY_*`` environment) behind the same API, so rollouts need no change.
@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "serve an index (or web search, --web) over HTTP (Search-R1 /retrieve and R1-Searcher /queries, micro-batched)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--index", metavar="DIR")
+    p.add_argument("--index", metavar="DIR|FILE", help="an index folder, or a corpus JSONL (BM25 built once and cached)")
     p.add_argument("--web", action="store_true", help="serve web search instead (provider, key, summariser from R1SEARCHER_* env)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -45,9 +46,16 @@ def run(args: argparse.Namespace) -> int:
                   f"(POST /retrieve, POST /queries, GET /health)", flush=True)
             serve(web, args.host, args.port, limits, info, args.log_level)
         return 0
-    index = load_index(args.index)
-    m = read_manifest(args.index)
-    info = {"kind": m["kind"], "corpus_sha256": m["corpus_sha256"], "model": m.get("model"), "params": m.get("params")}
+    if Path(args.index).expanduser().is_file():  # a corpus JSONL, as ask/eval/train take it
+        from r1searcher.commands._common import open_retriever
+
+        index = open_retriever(args)
+        m = {"kind": "bm25", "passages": len(index)}
+        info = {"kind": "bm25", "corpus": str(Path(args.index).expanduser().resolve())}
+    else:
+        index = load_index(args.index)
+        m = read_manifest(args.index)
+        info = {"kind": m["kind"], "corpus_sha256": m["corpus_sha256"], "model": m.get("model"), "params": m.get("params")}
     print(f"serving {m['kind']} index of {m['passages']} passages on http://{args.host}:{args.port} "
           f"(POST /retrieve, POST /queries, GET /health)", flush=True)
     serve(index, args.host, args.port, limits, info, args.log_level)

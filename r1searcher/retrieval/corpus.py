@@ -14,7 +14,10 @@ hash per unique passage, ~0.25 GB per 29M). Accepted inputs:
 * TSV with a header naming ``text`` (and ``title``/``id``), or headerless DPR-style
   ``id<TAB>text<TAB>title`` / ``title<TAB>text``.
 
-Malformed lines are reported as ``FILE:LINE: why`` and skipped; they never stop a build.
+Malformed lines are reported as ``FILE:LINE: why`` and skipped; they never stop a build. An input
+that cannot be read to its end (a ``.gz`` cut short by a half-finished download, a bad gzip
+stream, an I/O error) does: :class:`CorpusReadError` names the file and the last line read, the
+output's ``.tmp`` file is removed, and what was read is kept only when asked (``keep_partial``).
 Output: JSONL ``{"id", "title", "text"}`` with ids ``p0000000``, ``p0000001``, … in input order.
 """
 
@@ -55,6 +58,28 @@ class CorpusStats:
     malformed: int = 0
     sha256: str = ""
     errors: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+class CorpusReadError(RuntimeError):
+    """An input file could not be read to its end; the message names the file and the line reached."""
+
+
+def _lines(path: str, f: IO[str]) -> Iterator[tuple[int, str]]:
+    """(line number, line) of ``f``; a read failure becomes a CorpusReadError naming ``path``."""
+    import zlib
+
+    lineno = 0
+    it = iter(f)
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+            what = "ends early (truncated .gz?)" if isinstance(e, EOFError) else f"cannot be read ({type(e).__name__}: {e})"
+            raise CorpusReadError(f"{path}: {what} after line {lineno}") from None
+        lineno += 1
+        yield lineno, line
 
 
 def _open_text(path: str | Path) -> IO[str]:
@@ -137,7 +162,7 @@ def _record_from_json(obj: object) -> tuple[str, str, str | None]:
 
 def _iter_jsonl(path: str, on_error: ErrorHandler) -> Iterator[tuple[str, str, str | None]]:
     with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in _lines(path, f):
             if not line.strip():
                 continue
             try:
@@ -149,7 +174,7 @@ def _iter_jsonl(path: str, on_error: ErrorHandler) -> Iterator[tuple[str, str, s
 def _iter_tsv(path: str, on_error: ErrorHandler) -> Iterator[tuple[str, str, str | None]]:
     csv.field_size_limit(1 << 30)
     with _open_text(path) as f:
-        reader = csv.reader(f, delimiter="\t", quotechar='"')
+        reader = csv.reader((line for _, line in _lines(path, f)), delimiter="\t", quotechar='"')
         cols: dict[str, int] | None = None
         for row in reader:
             lineno = reader.line_num
@@ -246,19 +271,30 @@ def corpus_sha256(passages: Iterable[Passage]) -> tuple[str, int]:
     return h.hexdigest(), n
 
 
-def write_passages(passages: Iterable[Passage], out: str | Path) -> tuple[str, int]:
-    """Write passages as canonical JSONL; return (sha256 of the file, count)."""
+def write_passages(passages: Iterable[Passage], out: str | Path, keep_partial: bool = False) -> tuple[str, int]:
+    """Write passages as canonical JSONL; return (sha256 of the file, count).
+
+    Written to ``OUT.tmp`` and renamed. If the stream fails, ``OUT.tmp`` is removed and the error
+    re-raised, unless ``keep_partial``: then what was written becomes ``OUT`` (the error still raised).
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
     n = 0
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for p in passages:
-            line = passage_line(p)
-            f.write(line)
-            h.update(line.encode("utf-8"))
-            n += 1
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for p in passages:
+                line = passage_line(p)
+                f.write(line)
+                h.update(line.encode("utf-8"))
+                n += 1
+    except BaseException as e:
+        if keep_partial and isinstance(e, CorpusReadError) and tmp.exists():
+            tmp.replace(out)
+            raise CorpusReadError(f"{e}; kept the {n} passages read before it in {out} (--keep-partial)") from None
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     return h.hexdigest(), n
 
@@ -288,7 +324,7 @@ def read_passages(path: str | Path, on_error: ErrorHandler = report_to_stderr) -
         raise FileNotFoundError(f"corpus file not found: {p}")
     row = 0
     with _open_text(p) as f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in _lines(p, f):
             if not line.strip():
                 continue
             try:
