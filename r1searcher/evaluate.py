@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1searcher.baselines import SEARCHING, check_method, direct_prompt
+from r1searcher.baselines import DIRECT_MAX_TOKENS, SEARCHING, check_method, direct_answer, direct_prompt, has_chat_template
 from r1searcher.data.qa import LoadReport, QARecord, load_qa
 from r1searcher.metrics import aggregate, score_prediction
 from r1searcher.retrieval.base import Passage
@@ -68,15 +68,16 @@ def _gold_ids(rec: QARecord) -> list[str]:
     return []
 
 
-def build_prompts(records: list[QARecord], spec: EvalSpec, retriever) -> list[str] | None:
-    """Prompts for the non-searching methods (None: the engine's own training prompt)."""
+def build_prompts(records: list[QARecord], spec: EvalSpec, retriever, tokenizer=None) -> list[str] | None:
+    """Prompts for the non-searching methods (None: the engine's own training prompt); ``tokenizer``
+    decides between the chat and the base form (``baselines.direct_prompt``)."""
     if spec.method in SEARCHING:
         return None
     if spec.method == "naive":
-        return [direct_prompt(r.question) for r in records]
+        return [direct_prompt(r.question, tokenizer=tokenizer) for r in records]
     if spec.method == "rag":
         hits = retriever.search([r.question for r in records], spec.top_k)
-        return [direct_prompt(r.question, h, spec.max_doc_words) for r, h in zip(records, hits)]
+        return [direct_prompt(r.question, h, spec.max_doc_words, tokenizer) for r, h in zip(records, hits)]
     # oracle
     prompts = []
     for r in records:
@@ -86,12 +87,25 @@ def build_prompts(records: list[QARecord], spec: EvalSpec, retriever) -> list[st
         missing = [i for i in ids if i not in spec.gold_passages]
         if missing:
             raise ValueError(f"oracle: gold passages {missing[:3]} of record {r.id} are not in the corpus given")
-        prompts.append(direct_prompt(r.question, [spec.gold_passages[i] for i in ids], spec.max_doc_words))
+        prompts.append(direct_prompt(r.question, [spec.gold_passages[i] for i in ids], spec.max_doc_words, tokenizer))
     return prompts
 
 
-def prediction_row(rec: QARecord, traj) -> dict:
-    pred = traj.answer if traj.answer is not None else ""
+def run_method(engine, retriever, records: list[QARecord], spec: EvalSpec):
+    """Greedy trajectories of ``spec.method`` for ``records`` (one each), through ``engine``."""
+    tok = getattr(engine, "tokenizer", None)
+    prompts = build_prompts(records, spec, retriever, tok)
+    if spec.method in SEARCHING:
+        return engine.rollout([r.question for r in records], n=1, greedy=True)
+    return engine.rollout([r.question for r in records], n=1, greedy=True, prompts=prompts, max_searches=0,
+                          max_new_tokens=DIRECT_MAX_TOKENS, stop_at_newline=not has_chat_template(tok))
+
+
+def prediction_row(rec: QARecord, traj, method: str = "rl") -> dict:
+    if method in SEARCHING:
+        pred = traj.answer if traj.answer is not None else ""
+    else:  # a direct answer: <answer> if written, else the first line (baselines.direct_answer)
+        pred = direct_answer(traj.text)
     row = {
         "id": rec.id,
         "question": rec.question,
@@ -187,10 +201,8 @@ def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Pa
     with open(pred_path, "a") as f:
         for start in range(0, len(todo), spec.batch_size):
             batch = todo[start:start + spec.batch_size]
-            prompts = build_prompts(batch, spec, retriever)
-            trajs = engine.rollout([r.question for r in batch], n=1, greedy=True, prompts=prompts,
-                                   max_searches=None if spec.method in SEARCHING else 0)
-            rows = [prediction_row(r, t) for r, t in zip(batch, trajs)]
+            trajs = run_method(engine, retriever, batch, spec)
+            rows = [prediction_row(r, t, spec.method) for r, t in zip(batch, trajs)]
             f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             f.flush()
             os.fsync(f.fileno())

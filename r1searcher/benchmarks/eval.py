@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.config import load_config
     from r1searcher.data.qa import load_qa
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.evaluate import EvalSpec, build_prompts, evaluate_dataset
-    from r1searcher.baselines import SEARCHING
+    from r1searcher.evaluate import EvalSpec, evaluate_dataset, run_method
     from r1searcher.models import load_policy
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
@@ -62,10 +61,7 @@ def run(args: argparse.Namespace) -> int:
             texts = []
             for i in range(0, len(records), args.batch):
                 batch = records[i : i + args.batch]
-                prompts = build_prompts(batch, spec, retriever)
-                trajs = engine.rollout([r.question for r in batch], n=1, greedy=True, prompts=prompts,
-                                       max_searches=None if args.method in SEARCHING else 0)
-                texts += [t.text for t in trajs]
+                texts += [t.text for t in run_method(engine, retriever, batch, spec)]
             return texts
 
         def harness(k: int) -> list[str]:

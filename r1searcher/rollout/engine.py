@@ -84,6 +84,13 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
+def _ends_first_line(tokenizer, turn: list[int]) -> bool:
+    """True once the turn holds a line break after some non-blank text."""
+    if "\n" not in tokenizer.decode(turn[-4:], skip_special_tokens=True):  # cheap test on the newest tokens
+        return False
+    return "\n" in tokenizer.decode(turn, skip_special_tokens=True).lstrip()
+
+
 class RolloutEngine:
     """Search-while-reasoning rollouts over a policy ``model`` and a ``retriever``.
 
@@ -122,6 +129,8 @@ class RolloutEngine:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.stats = RolloutStats()
         self._max_searches = cfg.max_searches
+        self._max_response = cfg.max_response_tokens
+        self._stop_at_newline = False
         for name in ("max_new_tokens_per_turn", "max_response_tokens", "batch_size"):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"rollout.{name} must be >= 1, got {getattr(cfg, name)}")
@@ -142,13 +151,17 @@ class RolloutEngine:
         *,
         prompts: list[str] | None = None,
         max_searches: int | None = None,
+        max_new_tokens: int | None = None,
+        stop_at_newline: bool = False,
     ) -> list[Trajectory]:
         """``len(questions) * n`` trajectories; question i's samples at ``[i*n, (i+1)*n)``, ``group == i``.
 
         ``n``, ``greedy``, ``seed`` default to the config. ``prompts`` (one full prompt text per
         question) replaces the configured prompt template, e.g. for the evaluation baselines;
         ``max_searches`` overrides ``cfg.max_searches`` for this call (0: the first query ends the
-        trajectory with ``max_searches``).
+        trajectory with ``max_searches``); ``max_new_tokens`` caps the response of this call (the
+        direct baselines' short answers); ``stop_at_newline`` ends a row (``eos``) at the first line
+        break after some text (a base model's one-line answer).
         """
         if isinstance(questions, str):
             raise TypeError("rollout takes a list of questions, not one string")
@@ -162,6 +175,9 @@ class RolloutEngine:
         device = getattr(self.generator, "device", torch.device("cpu"))
         rng = torch.Generator(device=device).manual_seed(self.cfg.seed if seed is None else seed)
         self._max_searches = self.cfg.max_searches if max_searches is None else max_searches
+        self._max_response = self.cfg.max_response_tokens if max_new_tokens is None else min(
+            max_new_tokens, self.cfg.max_response_tokens)
+        self._stop_at_newline = stop_at_newline
         self.stats = RolloutStats(sequences=len(questions) * n)
         t0 = time.perf_counter()
         per_chunk = max(1, self.cfg.batch_size // n)
@@ -252,12 +268,15 @@ class RolloutEngine:
             if not query:
                 row.finish("empty_query", self.tokenizer)
                 return _DONE
-            if len(row.response_ids) >= cfg.max_response_tokens:
+            if len(row.response_ids) >= self._max_response:
                 row.finish("length", self.tokenizer)
                 return _DONE
             row.pending_query, row.trailing = query, match.trailing
             return _PAUSE
-        if len(row.response_ids) >= cfg.max_response_tokens or len(row.turn) >= cfg.max_new_tokens_per_turn:
+        if self._stop_at_newline and _ends_first_line(self.tokenizer, row.turn):
+            row.finish("eos", self.tokenizer)
+            return _DONE
+        if len(row.response_ids) >= self._max_response or len(row.turn) >= cfg.max_new_tokens_per_turn:
             row.finish("length", self.tokenizer)
             return _DONE
         return _CONTINUE
@@ -278,7 +297,7 @@ class RolloutEngine:
             passages = results[pos]
             text = document_block(passages, self.retrieval_cfg.max_doc_words or None, row.trailing)
             ids = self.tokenizer.encode(text, add_special_tokens=False)
-            if len(row.response_ids) + len(ids) >= self.cfg.max_response_tokens:
+            if len(row.response_ids) + len(ids) >= self._max_response:
                 row.finish("length", self.tokenizer)
                 continue
             last_token = row.response_ids[-1]  # sampled, not yet in the cache
