@@ -104,7 +104,16 @@ class TrainConfig:
     fsdp: bool = False  # under torchrun: shard weights, gradients and AdamW state over ranks (FSDP2; rl/fsdp.py)
     share_prompt: bool = True  # encode each micro-batch's common token prefix once in the training forward (exact)
     log_samples: int = 2  # trajectories per step written to samples.jsonl (0 = none)
-    progress: bool = True  # tqdm bar with live reward and searches
+    progress: bool = True  # tqdm bar with live reward and searches (against the clock when max_minutes is set)
+    eval_every: int = 0  # greedy held-out evaluation every N steps, before the first and after the last (0 = off)
+    eval_data: str = ""  # held-out questions for it (a QA file); results in RUN/eval.jsonl and log.jsonl heldout_*
+    eval_limit: int = 24  # the first N questions of eval_data: the same slice every time
+    stop_when: str = ""  # end the stage once all hold on the mean of the last stop_window steps, e.g.
+    # "frac_with_search>=0.8, reward_format>=0.4" (stage 1: the format holds; rl/stopping.py)
+    stop_window: int = 2
+    # trackers mirroring log.jsonl and samples live: tensorboard | wandb | trackio | none, a list or a comma
+    # string (r1searcher/trackers.py; optional packages; WANDB_MODE=offline, Trackio's store is local)
+    report_to: Any = field(default_factory=list)
 
 
 @dataclass

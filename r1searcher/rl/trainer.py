@@ -43,6 +43,7 @@ from r1searcher.rl.checkpoint import (
 )
 from r1searcher.rl import fsdp as F
 from r1searcher.rl.logprobs import Batch, collate, token_logprobs
+from r1searcher.rl.stopping import parse_conditions, should_stop
 from r1searcher.rl.losses import kl_estimate, rl_loss
 from r1searcher.rollout.trajectory import STOP_REASONS, Trajectory
 
@@ -314,14 +315,14 @@ def _load_models(cfg: Config, dist: D.Dist):
     from r1searcher.models import load_policy
 
     init_dir = resolve_model_dir(cfg.train.init_from) if cfg.train.init_from else None
-    model, tok = load_policy(cfg.model, path=str(init_dir) if init_dir else None)
+    model, tok = load_policy(cfg.model, path=str(init_dir) if init_dir else None, training=True)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if cfg.model.lora:
             model.enable_input_require_grads()
     ref = None
     if cfg.train.kl_coef > 0 and not cfg.model.lora:
-        ref, _ = load_policy(replace(cfg.model, lora=False), path=str(init_dir) if init_dir else None)
+        ref, _ = load_policy(replace(cfg.model, lora=False), path=str(init_dir) if init_dir else None, training=True)
         ref.eval().requires_grad_(False)
     return model, tok, ref
 
@@ -340,6 +341,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     from r1searcher.data.qa import load_qa, resolve_dataset
     from r1searcher.rewards import compute_reward
     from r1searcher.rollout.engine import RolloutEngine
+    from r1searcher.trackers import Trackers
+    from r1searcher.viewer.records import sample_record
 
     t = cfg.train
     run = Path(out or cfg.out)
@@ -400,12 +403,16 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     if dist.is_main:  # lines of steps after the checkpoint (or of a run killed before its first one)
         _truncate_log(run / "log.jsonl", start)
         _truncate_log(run / "samples.jsonl", start)
+        _truncate_log(run / "eval.jsonl", start if start else -1)  # step 0 is evaluated again below
 
-    bar = None
-    if dist.is_main and t.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=t.max_steps, initial=start, desc=f"train {run.name}", unit="step", dynamic_ncols=True)
+    trackers = Trackers(t.report_to if dist.is_main else None, run, cfg.to_dict(), start)
+    conditions = parse_conditions(t.stop_when)
+    history = _read_log(run / "log.jsonl") if start else []  # stop_when looks back over resumed steps too
+    heldout = _heldout_records(cfg) if t.eval_every > 0 else []
+    if heldout and start == 0:  # the starting point of the held-out curve
+        ho = _run_heldout(engine, model, heldout, cfg, dist, run, 0)
+        elapsed += ho["seconds"]
+    bar = _progress_bar(t, run, start, elapsed) if dist.is_main and t.progress else None
     pad_id = tok.pad_token_id
     kl_on = t.kl_coef > 0
     for step in range(start, t.max_steps):
@@ -457,22 +464,30 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         times["seconds"] = time.perf_counter() - t0
         elapsed += times["seconds"]
         rec = step_record(step + 1, sums, upd, times, lr, dropped, kl_on)
+        history.append(rec)
+        # 8. stop? (time budget, or the stage's goal reached: train.stop_when on the last steps' means)
+        out_of_time = D.any_rank(t.max_minutes > 0 and elapsed >= t.max_minutes * 60)
+        goal_met, means = should_stop(history, conditions, t.stop_window)
+        goal_met = D.any_rank(goal_met)
+        last = step + 1 == t.max_steps or out_of_time or goal_met
+        if heldout and ((step + 1) % t.eval_every == 0 or last):
+            ho = _run_heldout(engine, model, heldout, cfg, dist, run, step + 1)
+            rec.update({f"heldout_{k}": v for k, v in ho.items() if k != "by_hops"})
+            elapsed += ho["seconds"]
         rec["elapsed"] = round(elapsed, 2)
         if dist.is_main:
             with open(run / "log.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
-            if t.log_samples:
+            samples = [sample_record(step + 1, tr, r, recs[tr.group].answers, cfg.reward, tok)
+                       for tr, r in zip(trajs[: t.log_samples], rewards.tolist())]
+            if samples:
                 with open(run / "samples.jsonl", "a") as f:
-                    for tr, r in zip(trajs[: t.log_samples], rewards.tolist()):
-                        f.write(json.dumps({"step": step + 1, "reward": r, "question": tr.question, "text": tr.text,
-                                            "stop_reason": tr.stop_reason, "n_searches": tr.n_searches}) + "\n")
+                    f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
+            trackers.log(rec, samples)  # TensorBoard / wandb / Trackio mirrors (train.report_to)
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", search=f"{rec['frac_with_search']:.2f}",
-                                f1=f"{rec['f1']:.2f}", s=f"{times['seconds']:.0f}")
-        # 8. checkpoint (also when the time budget is spent: the last step always leaves one)
-        out_of_time = D.any_rank(t.max_minutes > 0 and elapsed >= t.max_minutes * 60)
-        if (step + 1) % max(t.save_every, 1) == 0 or step + 1 == t.max_steps or out_of_time:
+                _advance(bar, t, step + 1, elapsed, rec)
+        # 9. checkpoint (also when the time budget is spent or the goal is met: the last step always leaves one)
+        if (step + 1) % max(t.save_every, 1) == 0 or last:
             model_state, optim_state = F.full_state(model, optimizer) if sharded else (None, None)
             save_checkpoint(run, step + 1, model=model, optimizer=optimizer, scheduler=scheduler,
                             state={"sampler": sampler.state_dict(), "elapsed": elapsed, "fsdp": sharded},
@@ -482,9 +497,74 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
             if dist.is_main:
                 print(f"time budget of {t.max_minutes:g} min spent after step {step + 1}")
             break
+        if goal_met:
+            if dist.is_main:
+                held = ", ".join(f"{c.key} {means[c.key]:.3f}" for c in conditions)
+                print(f"stop_when met after step {step + 1} (mean of the last {t.stop_window} steps: {held})")
+            break
     if bar is not None:
         bar.close()
+    trackers.close()
     return run
+
+
+def _heldout_records(cfg: Config) -> list:
+    from r1searcher.data.qa import load_qa, resolve_dataset
+
+    t = cfg.train
+    if not t.eval_data:
+        raise ValueError("train.eval_every is set but train.eval_data is empty: name a held-out QA file")
+    recs = load_qa(resolve_dataset(t.eval_data), on_error=cfg.data.on_error, limit=t.eval_limit or None)
+    if not recs:
+        raise ValueError(f"train.eval_data {t.eval_data}: no usable question")
+    return recs
+
+
+def _run_heldout(engine, model, records, cfg: Config, dist, run: Path, step: int) -> dict:
+    """Greedy held-out evaluation at ``step``; appended to RUN/eval.jsonl (main rank)."""
+    from r1searcher.rl.heldout import evaluate_heldout
+
+    model.eval()
+    with torch.no_grad(), F.gathered(model):
+        ho = evaluate_heldout(engine, records, cfg.rollout.batch_size, dist)
+    if dist.is_main:
+        with open(run / "eval.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **ho}) + "\n")
+        hops = " ".join(f"{h}-hop {b['f1']:.1f}" for h, b in ho.get("by_hops", {}).items())
+        print(f"held-out @ step {step}: F1 {ho['f1']:.1f} cover-EM {ho['cover_em']:.1f} "
+              f"searches/q {ho['searches_per_question']:.2f} {hops} ({ho['seconds']:.0f} s)", flush=True)
+    return ho
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _progress_bar(t: TrainConfig, run: Path, start: int, elapsed: float):
+    """Against the clock when ``max_minutes`` is set (the stage ends on time, not at max_steps), else steps."""
+    from tqdm.auto import tqdm
+
+    if t.max_minutes > 0:
+        total = t.max_minutes * 60
+        return tqdm(total=round(total), initial=min(round(elapsed), round(total)), desc=f"train {run.name} step {start}",
+                    unit="s", dynamic_ncols=True,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of budget [{elapsed}<{remaining}{postfix}]")
+    return tqdm(total=t.max_steps, initial=start, desc=f"train {run.name}", unit="step", dynamic_ncols=True)
+
+
+def _advance(bar, t: TrainConfig, step: int, elapsed: float, rec: dict) -> None:
+    if t.max_minutes > 0:
+        bar.set_description_str(f"{bar.desc.rsplit(' step ', 1)[0]} step {step}", refresh=False)
+        bar.update(max(0, min(round(elapsed), bar.total) - bar.n))
+    else:
+        bar.update(1)
+    post = {"reward": f"{rec['reward_mean']:.3f}", "search": f"{rec['frac_with_search']:.2f}", "f1": f"{rec['f1']:.2f}",
+            "s": f"{rec['seconds']:.0f}"}
+    if rec.get("heldout_f1") is not None:
+        post["heldout_f1"] = f"{rec['heldout_f1']:.1f}"
+    bar.set_postfix(post)
 
 
 #: Keys a checkpoint fixes: a resume that changes them is refused (the weights, the adapter, the

@@ -1,0 +1,74 @@
+"""A fixed held-out slice evaluated greedily during training, so learning is visible as it happens.
+
+    train.eval_every: 4          # every 4 optimizer steps (and before the first, and after the last)
+    train.eval_data: PATH.jsonl  # held-out questions (any QA shape data/qa.py reads); "hops" kept
+    train.eval_limit: 24         # the first N questions: the same slice every time
+
+Each evaluation is the same computation as ``r1searcher eval --method rl`` on those questions (same
+engine, greedy, one trajectory each, the same scoring), and appends one line to ``RUN/eval.jsonl``::
+
+    {"step": 8, "n": 24, "f1": 41.2, "cover_em": 45.8, "em": 37.5, "searches_per_question": 1.9,
+     "answered": 0.96, "by_hops": {"1": {...}, "2": {...}}, "seconds": 61.3}
+
+Metrics are percentages, as in evaluation. Under torchrun each rank evaluates its share and the
+sums are reduced, so every rank gets the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+from r1searcher.rl import distributed as D
+
+
+def heldout_sums(engine, records, batch_size: int) -> dict[str, float]:
+    """Sums of per-question scores for ``records`` (``f1``/``cover_em``/``em`` in [0, 1])."""
+    from r1searcher.evaluate import prediction_row
+
+    sums: dict[str, float] = {"n": 0.0}
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        trajs = engine.rollout([r.question for r in chunk], n=1, greedy=True)
+        for rec, tr in zip(chunk, trajs):
+            row = prediction_row(rec, tr)
+            keys = [""] + ([f"h{row['hops']}:"] if "hops" in row else [])
+            for prefix in keys:
+                for k, v in (("n", 1.0), ("f1", row["f1"]), ("cover_em", row["cover_em"]), ("em", row["em"]),
+                             ("searches", float(tr.n_searches)), ("answered", float(tr.answer is not None))):
+                    sums[prefix + k] = sums.get(prefix + k, 0.0) + v
+    return sums
+
+
+def summarize_sums(sums: dict[str, float]) -> dict:
+    """Percentages (f1, cover_em, em), searches per question and the answered share, overall and per hop."""
+
+    def block(prefix: str) -> dict:
+        n = sums.get(prefix + "n", 0.0)
+        if not n:
+            return {"n": 0}
+        return {
+            "n": int(n),
+            "f1": round(100 * sums[prefix + "f1"] / n, 2),
+            "cover_em": round(100 * sums[prefix + "cover_em"] / n, 2),
+            "em": round(100 * sums[prefix + "em"] / n, 2),
+            "searches_per_question": round(sums[prefix + "searches"] / n, 3),
+            "answered": round(sums[prefix + "answered"] / n, 3),
+        }
+
+    out = block("")
+    hops = sorted({k.split(":", 1)[0][1:] for k in sums if k.startswith("h") and ":" in k}, key=int)
+    if hops:
+        out["by_hops"] = {h: block(f"h{h}:") for h in hops}
+    return out
+
+
+def evaluate_heldout(engine, records, batch_size: int, dist=None) -> dict:
+    """Greedy evaluation of this rank's share of ``records``; the summary is the same on every rank."""
+    t0 = time.perf_counter()
+    mine = records if dist is None else [records[i] for i in D.shard(list(range(len(records))), dist.rank, dist.world_size)]
+    sums = heldout_sums(engine, mine, batch_size)
+    if dist is not None and dist.world_size > 1:
+        sums = D.gather_sums(sums)  # keys may differ between ranks (hop counts)
+    out = summarize_sums(sums)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out

@@ -1,0 +1,129 @@
+"""Stage control and visible learning: stop_when (move on when the format holds), the held-out slice
+evaluated during training, the time-budget progress bar, and the CPU dtype choice."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from r1searcher.config import load_config
+from r1searcher.models import cpu_has_fast_bf16, pick_dtype
+from r1searcher.rl.heldout import summarize_sums
+from r1searcher.rl.stopping import parse_conditions, should_stop
+
+
+def test_conditions_parse_and_hold_on_window_means():
+    conds = parse_conditions("frac_with_search>=0.8, reward_format >= 0.4")
+    assert [str(c) for c in conds] == ["frac_with_search>=0.8", "reward_format>=0.4"]
+    log = [{"frac_with_search": 0.5, "reward_format": 0.5}, {"frac_with_search": 0.9, "reward_format": 0.5},
+           {"frac_with_search": 0.8, "reward_format": 0.3}]
+    assert should_stop(log[:1], conds, 2)[0] is False  # not enough steps yet
+    assert should_stop(log[:2], conds, 2)[0] is False  # search mean 0.7
+    ok, means = should_stop(log, conds, 2)  # both hold on the last two (0.85, 0.4), not on the last one
+    assert ok is True and means == pytest.approx({"frac_with_search": 0.85, "reward_format": 0.4})
+    assert should_stop(log, conds, 1)[0] is False
+    assert should_stop(log, parse_conditions("frac_with_search>0.84"), 2)[0] is True
+    assert should_stop(log, [], 2) == (False, {})
+
+
+@pytest.mark.parametrize("bad", ["frac_with_search=0.8", "0.8<=x", "x >= high"])
+def test_malformed_condition_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="stop_when"):
+        parse_conditions(bad)
+
+
+def test_unknown_metric_names_the_logged_ones():
+    with pytest.raises(ValueError, match="not in the log.*frac_with_search"):
+        should_stop([{"frac_with_search": 1.0}], parse_conditions("frac_with_serch>=0.5"), 1)
+
+
+def test_heldout_summary_is_per_hop_percentages():
+    sums = {"n": 4, "f1": 2.5, "cover_em": 3, "em": 2, "searches": 6, "answered": 4,
+            "h1:n": 2, "h1:f1": 2, "h1:cover_em": 2, "h1:em": 2, "h1:searches": 2, "h1:answered": 2,
+            "h2:n": 2, "h2:f1": 0.5, "h2:cover_em": 1, "h2:em": 0, "h2:searches": 4, "h2:answered": 2}
+    out = summarize_sums(sums)
+    assert out["f1"] == 62.5 and out["cover_em"] == 75.0 and out["searches_per_question"] == 1.5
+    assert out["by_hops"]["1"]["f1"] == 100.0 and out["by_hops"]["2"]["f1"] == 25.0
+    assert out["by_hops"]["2"]["searches_per_question"] == 2.0
+
+
+def test_dtype_follows_the_cpu():
+    amx = "processor : 0\nflags : fpu sse avx2 avx512f amx_bf16 amx_tile\n"
+    avx2 = "processor : 0\nflags : fpu sse avx2 fma\n"
+    assert cpu_has_fast_bf16(amx) and cpu_has_fast_bf16("flags : avx512_bf16") and not cpu_has_fast_bf16(avx2)
+    assert pick_dtype("fp32", "cpu") == torch.float32 and pick_dtype("bf16", "cpu") == torch.bfloat16
+    assert pick_dtype("auto", "cuda") == torch.bfloat16
+    expected = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    assert pick_dtype("auto", "cpu") == expected
+    assert pick_dtype("auto", "cpu", full_training=True) == torch.float32  # AdamW on bf16 weights: never
+
+
+def test_bf16_base_with_fp32_lora_matches_fp32_within_tolerance(smollm_tokenizer, one_thread):
+    """What ``auto`` runs on an AMX CPU (frozen base in bf16, LoRA adapters in fp32) gives the same
+    token log-probs and LoRA gradients as fp32, within bf16's precision."""
+    from conftest import make_tiny_causal_lm
+    from r1searcher.models import apply_lora
+    from r1searcher.rl.logprobs import collate, token_logprobs
+    from r1searcher.rollout.trajectory import Trajectory
+
+    ids = smollm_tokenizer.encode("Where was Maren Oduya born? She was born in Kelvara.", add_special_tokens=False)
+    traj = Trajectory(prompt_ids=ids[:8], response_ids=ids[8:], loss_mask=[1] * (len(ids) - 8),
+                      logprobs=[0.0] * (len(ids) - 8))
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(0)
+        base = make_tiny_causal_lm(smollm_tokenizer, seed=4, hidden=64).to(dtype)
+        model = apply_lora(base, r=4, alpha=8)
+        for name, p in model.named_parameters():  # the same non-zero adapters in both runs
+            if "lora_" in name:
+                assert p.dtype == torch.float32
+                with torch.no_grad():
+                    p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.05)
+        batch = collate([traj], smollm_tokenizer.pad_token_id)
+        lp, _ = token_logprobs(model, batch, 1.0, share_prefix=False)
+        lp.sum().backward()
+        grads = {n: p.grad.float().clone() for n, p in model.named_parameters() if p.grad is not None}
+        results[dtype] = (lp.detach().float(), grads)
+    lp32, g32 = results[torch.float32]
+    lp16, g16 = results[torch.bfloat16]
+    assert torch.allclose(lp16, lp32, atol=0.05, rtol=0.02), (lp16 - lp32).abs().max()
+    for name in g32:
+        rel = (g16[name] - g32[name]).norm() / g32[name].norm().clamp_min(1e-8)
+        assert rel < 0.1, (name, float(rel))
+
+
+def test_training_stops_when_the_goal_holds_and_evaluates_the_heldout_slice(tmp_path, smollm_tokenizer, one_thread):
+    """stop_when ends the stage early (with a checkpoint); the held-out slice is evaluated at step 0,
+    every eval_every steps and after the last one, into eval.jsonl and the log."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_trainer_loop import write_tiny_run
+
+    from r1searcher.rl.checkpoint import latest_checkpoint
+    from r1searcher.rl.trainer import train
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=6, eval_every=2, eval_limit=3,
+                       stop_when="searches_per_trajectory>=0", stop_window=3)
+    cfg = load_config(str(d / "tiny.yaml"), [f"train.eval_data={d / 'qa.jsonl'}"])
+    run = train(cfg, tmp_path / "run")
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]  # the window of 3 steps holds after step 3
+    evals = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [0, 2, 3] and all(e["n"] == 3 for e in evals)
+    assert "heldout_f1" in log[1] and "heldout_f1" in log[2] and "heldout_f1" not in log[0]
+    assert latest_checkpoint(run).name.endswith("3")
+
+
+def test_progress_bar_counts_the_time_budget(tmp_path, smollm_tokenizer, one_thread, capsys):
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_trainer_loop import write_tiny_run
+
+    from r1searcher.rl.trainer import train
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=1, max_minutes=30, progress=True)
+    train(load_config(str(d / "tiny.yaml"), []), tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "of budget" in err and "/1800 s" in err and "step 1" in err
+    assert "1000" not in err  # not a step count against max_steps
