@@ -30,8 +30,27 @@ def plot_training(runs: dict, out_png: Path) -> Path | None:
                     series[key].append((offset + rec["step"], rec[key]))
         offset += len(log)
         bounds.append(offset)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    titles = {"reward_mean": "reward (mean)", "f1": "answer F1", "searches_per_trajectory": "searches / trajectory"}
+    heldout, offset = [], 0  # the held-out slice evaluated during training (train.eval_every), on the same axis
+    for stage in sorted(runs):
+        for rec in _read_jsonl(Path(runs[stage]) / "eval.jsonl"):
+            heldout.append((offset + rec["step"], rec))
+        offset += len(_read_jsonl(Path(runs[stage]) / "log.jsonl"))
+    fig, axes = plt.subplots(1, 4 if heldout else 3, figsize=(17 if heldout else 13, 3.6))
+    titles = {"reward_mean": "reward (mean)", "f1": "answer F1 (samples)", "searches_per_trajectory": "searches / trajectory"}
+    if heldout:
+        ax = axes[3]
+        hops = sorted({h for _, r in heldout for h in r.get("by_hops", {})}, key=int)
+        ax.plot([x for x, _ in heldout], [r["f1"] for _, r in heldout], marker="o", lw=1.5, label="all")
+        for h in hops:
+            pts = [(x, r["by_hops"][h]["f1"]) for x, r in heldout if h in r.get("by_hops", {})]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1, ls="--", label=f"{h}-hop")
+        for b in bounds[:-1]:
+            ax.axvline(b + 0.5, color="grey", ls=":", lw=1)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"held-out F1 (%), greedy, {heldout[-1][1]['n']} questions")
+        ax.set_xlabel("step (stage 1 | stage 2)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     for ax, key in zip(axes, titles):
         pts = series[key]
         if pts:
@@ -99,6 +118,37 @@ def _hops_table(metrics: dict) -> list[str]:
     return lines
 
 
+def _f1(metrics: dict, when: str, method: str, hops: str | None) -> float | None:
+    m = metrics[when].get(method)
+    if m is None:
+        return None
+    if hops is None:
+        return m.get("f1")
+    return m.get("by_hops", {}).get(hops, {}).get("f1")
+
+
+def _goals(metrics: dict) -> list[str]:
+    """The demo's goals (issue #18), checked on this run's numbers (F1 in points of 100)."""
+    hops = sorted({h for m in metrics["before"].values() for h in m.get("by_hops", {})})
+    main = "2" if "2" in hops else None
+    rl, rag, it = (_f1(metrics, "after", "rl", main), _f1(metrics, "before", "rag", main),
+                   _f1(metrics, "before", "iterative", main))
+    if rl is None or rag is None or it is None:
+        return []
+    where = "2-hop" if main else "all"
+    sq = (metrics["after"]["rl"].get("by_hops", {}).get(main, {}) if main else metrics["after"]["rl"])
+    rl_sq = sq.get("searches_per_question", metrics["after"]["rl"].get("searches_per_question"))
+    out = ["Goals (held-out, F1 in points):", "",
+           f"- {where}: RL {rl} vs rag {rag} + 10 → {'met' if rl >= rag + 10 else 'not met'}",
+           f"- {where}: RL {rl} vs untrained iterative {it} + 30 → {'met' if rl >= it + 30 else 'not met'}"]
+    if rl_sq is not None:
+        out.append(f"- {where}: searches/question {rl_sq} ≥ 1.5 → {'met' if rl_sq >= 1.5 else 'not met'}")
+    one_rl, one_rag = _f1(metrics, "after", "rl", "1"), _f1(metrics, "before", "rag", "1")
+    if main and one_rl is not None and one_rag is not None:
+        out.append(f"- 1-hop: RL {one_rl} vs rag {one_rag} → {'met' if one_rl >= one_rag else 'not met'}")
+    return out + [""]
+
+
 def _example(row: dict) -> list[str]:
     text = row["gen_text_store"]
     if len(text) > 1500:
@@ -112,14 +162,19 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
     curves = plot_training(runs, out / "training_curves.png")
     bars = plot_before_after(metrics, out / "before_after.png")
     lines = [f"# r1searcher demo ({metrics['task']})", "",
-             f"Held-out questions, greedy decoding; wall time {metrics['minutes']} min. "
-             "`before` is the untrained embedded model (naive: answer directly; rag: the question's top passages "
-             "in the prompt; iterative: the search tag loop with one worked example). `after` is the same model "
-             "after stage 1 and stage 2 RL.", ""]
-    lines += _table(metrics) + _hops_table(metrics) + [""]
+             f"Held-out questions, greedy decoding; model {metrics.get('model', '?')}; wall time {metrics['minutes']} min. "
+             "`before` is the untrained model (naive: answer directly; rag: the question's top passages in the "
+             "prompt; oracle: the gold passages in the prompt, an upper bound for one read; iterative: the search "
+             "tag loop with one worked example). The direct methods get a plain short-answer prompt in the model's "
+             "chat template (r1searcher/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
+    lines += _table(metrics) + _hops_table(metrics) + [""] + _goals(metrics)
     for png in (bars, curves):
         if png is not None:
             lines += [f"![{png.stem}]({png.name})", ""]
+    viewer = write_viewer_page(out)
+    if viewer is not None:
+        lines += [f"Every trajectory of this run (training samples and eval predictions, filters, before and after side by "
+                  f"side, loss mask shown): [{viewer.name}]({viewer.name}), one page that opens offline.", ""]
     logs = {s: _read_jsonl(Path(r) / "log.jsonl") for s, r in runs.items()}
     for s, log in logs.items():
         if log:
@@ -136,6 +191,16 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
     report = out / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def write_viewer_page(out: Path) -> Path | None:
+    """``out/viewer.html``: the trajectory viewer over every run under ``out`` (None when there is none)."""
+    from r1searcher.viewer.page import write_viewer
+
+    try:
+        return write_viewer([out], out / "viewer.html", title=f"r1searcher demo: trajectories ({out.name})")
+    except FileNotFoundError:
+        return None
 
 
 def _examples_of(path: Path, n: int = 3) -> list[dict]:

@@ -15,21 +15,27 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     smollm_tokenizer.save_pretrained(model_dir)
     out = tmp_path / "demo"
     rc = cli.main([
-        "demo", "--out", str(out), "--minutes", "5", "--entities", "16", "--eval-questions", "3",
+        "demo", "--out", str(out), "--minutes", "5", "--entities", "16", "--eval-questions", "3", "--eval-one-hop", "2",
         "--model", str(model_dir),
         "train.max_steps=1", "rollout.n_samples=2", "train.questions_per_step=2",
         "rollout.max_new_tokens_per_turn=8", "rollout.max_response_tokens=24", "train.progress=false",
     ])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["before"]) == {"naive", "rag", "iterative"} and set(metrics["after"]) == {"rl"}
+    assert set(metrics["before"]) == {"naive", "rag", "oracle", "iterative"} and set(metrics["after"]) == {"rl"}
     for m in list(metrics["before"].values()) + list(metrics["after"].values()):
-        assert m["n"] == 3 and {"f1", "cover_em", "searches_per_question"} <= m.keys()
+        assert m["n"] == 5 and {"f1", "cover_em", "searches_per_question"} <= m.keys()
+        assert set(m["by_hops"]) == {"1", "2"} and m["by_hops"]["2"]["n"] == 3  # 3 two-hop + 2 one-hop questions
     for stage in (1, 2):
         log = [json.loads(x) for x in (out / f"stage{stage}" / "log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1]
     report = (out / "report.md").read_text()
-    assert "| rl | after |" in report and "training_curves.png" in report
+    assert "| rl | after |" in report and "| oracle | before |" in report and "training_curves.png" in report
+    assert "Goals (held-out" in report
+    # the curriculum over hop counts: stage 1 trains on 1-2 hops, stage 2 on 1-3
+    hops = {s: {json.loads(x)["hops"] for x in (out / "world" / f"train_stage{s}.jsonl").read_text().splitlines()}
+            for s in (1, 2)}
+    assert hops[1] == {1, 2} and hops[2] == {1, 2, 3}
     assert (out / "training_curves.png").stat().st_size > 1000
     # The stage-2 run started from stage 1's checkpoint.
     assert "stage1" in (out / "stage2" / "config.yaml").read_text()
