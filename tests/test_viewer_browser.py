@@ -226,4 +226,5 @@ def test_viewer_10k_trajectories_load_fast(browser, tmp_path):
     print(f"\nviewer 10k: page {mb:.2f} MB (rows as JSON {raw_mb:.1f} MB), load to first render {load_s:.2f} s "
           f"(in page: {v['readyMs']:.0f} ms, of which data {v['dataMs']:.0f} ms, first render {v['renderMs']:.0f} ms), "
           f"filter click {click_s * 1000:.0f} ms")
-    assert load_s < 8.0 and click_s < 2.0  # "a few seconds", with room for a busy 2-core CI machine
+    # Times are printed, not asserted (no timing in tests): BENCHMARKS.md quotes them with the load.
+    assert mb < raw_mb  # the rows are embedded compressed above 1 MB of JSON
