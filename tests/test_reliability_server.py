@@ -5,6 +5,7 @@ is below what an HTTP library will send."""
 from __future__ import annotations
 
 import re
+import select
 import socket
 import time
 
@@ -39,24 +40,16 @@ def _raw(port: int, head: bytes, body_chunks=(), read_timeout: float = 10.0) -> 
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:
         s.sendall(head)
-        s.setblocking(False)
         reply = b""
-        for chunk in body_chunks:
-            try:
-                reply += s.recv(65536)
-            except BlockingIOError:
-                pass
-            if reply:
+        s.settimeout(5)
+        for chunk in body_chunks:  # send until the server answers (or stops reading)
+            if select.select([s], [], [], 0)[0]:
                 break
             try:
                 s.sendall(chunk)
-            except BlockingIOError:
-                time.sleep(0.01)
-                continue
             except OSError:  # the server answered and closed while we were still sending
                 break
             sent += len(chunk)
-        s.setblocking(True)
         s.settimeout(read_timeout)
         try:
             while b"\r\n\r\n" not in reply:
