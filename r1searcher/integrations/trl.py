@@ -87,6 +87,8 @@ class R1RolloutFunc:
     per round) over the trainer's own model. See the module docstring for the contract.
 
     ``rollout``/``retrieval``: engine and retrieval settings (top-k, words per passage, retries).
+    ``prompt_text``: the full prompt text of a TRL prompt (e.g. a chat template with your own system
+    message); by default our template (``rollout.prompt``, ``rollout.few_shot``) around the question.
     ``steer`` forces tokens through the real loop (tests and benchmarks only, see ``rollout/steer.py``);
     a steer sees ``row.group`` = the index of the distinct prompt in this call. After each call,
     ``last_trajectories`` (in row order) and ``last_stats`` hold what was produced.
@@ -101,8 +103,10 @@ class R1RolloutFunc:
         group_prompts: bool = True,
         eos_after_answer: bool = True,
         steer: Steer | None = None,
+        prompt_text: Callable[[Any], str] | None = None,
     ):
         self.retriever = retriever
+        self.prompt_text = prompt_text
         self.rollout_cfg = rollout or RolloutConfig()
         self.retrieval_cfg = retrieval or RetrievalConfig()
         self.group_prompts = group_prompts
@@ -153,23 +157,31 @@ class R1RolloutFunc:
             gather_deepspeed3_params=getattr(trainer.args, "ds3_gather_for_generation", True),
         ) as model:
             engine = RolloutEngine(model, tokenizer, self.retriever, cfg, self.retrieval_cfg, steer=self.steer)
-            trajs = self.generate(engine, [question_of(p) for p in prompts], seed)
+            texts = None if self.prompt_text is None else [self.prompt_text(p) for p in prompts]
+            trajs = self.generate(engine, [question_of(p) for p in prompts], seed, texts)
         self.last_trajectories = trajs
         self.last_stats = engine.stats
         return self.to_trl(trajs, tokenizer.eos_token_id)
 
-    def generate(self, engine: RolloutEngine, questions: list[str], seed: int) -> list[Trajectory]:
-        """One trajectory per question row, in row order (grouped or per row, see the module docstring)."""
+    def generate(
+        self, engine: RolloutEngine, questions: list[str], seed: int, texts: list[str] | None = None
+    ) -> list[Trajectory]:
+        """One trajectory per row, in row order (grouped or per row, see the module docstring);
+        ``texts``: full prompt texts (default: the engine's template around each question)."""
         if not self.group_prompts:
-            return engine.rollout(questions, n=1, seed=seed)
-        groups = group_rows(questions)
+            return engine.rollout(questions, n=1, seed=seed, prompts=texts)
+        keys = questions if texts is None else [f"{q}\x00{t}" for q, t in zip(questions, texts)]
         out: list[Trajectory | None] = [None] * len(questions)
-        by_size: dict[int, list[tuple[str, list[int]]]] = {}
-        for q, rows in groups:
-            by_size.setdefault(len(rows), []).append((q, rows))
+        by_size: dict[int, list[list[int]]] = {}
+        for _, rows in group_rows(keys):
+            by_size.setdefault(len(rows), []).append(rows)
         for k, (n, same) in enumerate(sorted(by_size.items())):  # one engine call per group size
-            trajs = engine.rollout([q for q, _ in same], n=n, seed=seed + 7919 * k)
-            for g, (_, rows) in enumerate(same):
+            firsts = [rows[0] for rows in same]
+            trajs = engine.rollout(
+                [questions[i] for i in firsts], n=n, seed=seed + 7919 * k,
+                prompts=None if texts is None else [texts[i] for i in firsts],
+            )
+            for g, rows in enumerate(same):
                 for j, row in enumerate(rows):
                     out[row] = trajs[g * n + j]
         return out  # type: ignore[return-value]
