@@ -171,6 +171,9 @@ def test_grouping_puts_each_trajectory_back_on_its_row(smollm_tokenizer, tiny_mo
         assert [t.question for t in trajs] == rows
         if grouped:  # samples of one question are distinct samples of one group
             assert sorted(trajs[i].sample for i in (0, 2, 4)) == [0, 1, 2]
+        texts = [f"Question: {q}\nAnswer:" for q in rows]  # R1RolloutFunc(prompt_text=...)
+        trajs = R1RolloutFunc(index, cfg, group_prompts=grouped).generate(engine, rows, seed=0, texts=texts)
+        assert [t.prompt_ids for t in trajs] == [smollm_tokenizer.encode(x, add_special_tokens=False) for x in texts]
 
 
 def test_reward_functions_read_trajectory_text_and_gold_columns():
