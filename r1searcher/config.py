@@ -52,6 +52,7 @@ class RolloutConfig:
     max_response_tokens: int = 4096  # policy + inserted tokens after the prompt
     prompt: str = "base"  # "base" (User:/Assistant: <think>) or "chat" (the tokenizer's template)
     few_shot: bool = True  # add one worked example to the instruction
+    shots: int = 1  # with few_shot: 1 = the 2-hop example; 2 = a 1-hop example, then the 2-hop one (prompts.examples)
     batch_size: int = 32  # sequences decoded together
     on_retriever_error: str = "raise"  # after retrieval.retries: "raise" RetrieverError, or "stop" (stop reason retriever_error)
     seed: int = 0

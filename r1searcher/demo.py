@@ -39,6 +39,7 @@ class DemoSpec:
     stage1_hops: int = 2  # curriculum over hop counts: stage 1 trains on 1..2-hop questions,
     stage2_hops: int = 3  # stage 2 on 1..3-hop questions
     model: str = "qwen-coder-0.5b"
+    prose: str = "varied"  # synthetic: several phrasings per fact and distractor sentences (generalises beyond templates)
     overrides: tuple = ()
 
 
@@ -58,7 +59,7 @@ def demo_config(spec: DemoSpec, data_path: str, index_dir: str) -> Config:
         f"data.path={data_path}",
         f"retrieval.index={index_dir}",
         "retrieval.top_k=2",
-        "retrieval.max_doc_words=40",
+        "retrieval.max_doc_words=48",  # varied passages: ≤46 words
         "rollout.prompt=chat",  # instruct models: their chat template (the base template runs on past the turn)
         "rollout.n_samples=8",  # groups of 8: more groups whose rewards differ
         "rollout.temperature=0.8",
@@ -97,7 +98,7 @@ def _prepare_synthetic(spec: DemoSpec, out: Path) -> dict:
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
 
-    world = generate_world(spec.entities, spec.seed)
+    world = generate_world(spec.entities, spec.seed, prose=spec.prose)
     paths = world.save(out / "world")
     if spec.eval_hops:
         main = [q for q in world.heldout if q.hops == spec.eval_hops]
@@ -199,7 +200,7 @@ def run_demo(spec: DemoSpec) -> dict:
             scfg.data.path = data[f"train{stage}"]
         if stage == 1:
             scfg.train.max_minutes = max(60.0, left() * spec.stage1_max_share) / 60
-            scfg.train.stop_when = STAGE1_DONE
+            scfg.train.stop_when, scfg.train.stop_window = STAGE1_DONE, 1  # an instruct model may hold it at once
         else:
             scfg.train.max_minutes = max(60.0, left()) / 60
             scfg.train.init_from = str(runs[1])

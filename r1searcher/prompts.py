@@ -36,39 +36,60 @@ EXAMPLE_COMPLETION = (
     "Maren Oduya was born in Kelvara, which is in Norland. </think>\n\n<answer> Norland </answer>"
 )
 
+#: A worked 1-hop trajectory (one search, then the answer): with ``rollout.shots=2`` it comes first,
+#: so the policy sees that it may stop searching once the documents hold the answer. With the
+#: 2-hop example alone, Qwen2.5-0.5B searched twice on every 1-hop question and answered the
+#: second hop (held-out 1-hop F1 0.0 against 37.5 on 2-hop; issue #18).
+ONE_HOP_QUESTION = "Who founded Veltrix Labs?"
+ONE_HOP_COMPLETION = (
+    " I need to find who founded Veltrix Labs. "
+    f"{QUERY_OPEN} Veltrix Labs founder {QUERY_CLOSE}\n\n"
+    f"{DOCS_OPEN}\n(1) Veltrix Labs: Veltrix Labs is a robotics company founded by Maren Oduya in 2004.\n{DOCS_CLOSE}\n\n"
+    "The documents say Veltrix Labs was founded by Maren Oduya. </think>\n\n<answer> Maren Oduya </answer>"
+)
 
-def _example_block() -> str:
-    return f"\n\nExample:\nUser:{EXAMPLE_QUESTION}\nAssistant: <think>{EXAMPLE_COMPLETION}"
+
+def examples(shots: int = 1) -> list[tuple[str, str]]:
+    """The worked examples, in prompt order: 1 → the 2-hop one; 2 → the 1-hop one, then the 2-hop one."""
+    if shots not in (1, 2):
+        raise ValueError(f"rollout.shots must be 1 or 2, got {shots}")
+    two = (EXAMPLE_QUESTION, EXAMPLE_COMPLETION)
+    return [two] if shots == 1 else [(ONE_HOP_QUESTION, ONE_HOP_COMPLETION), two]
 
 
-def base_prompt(question: str, few_shot: bool = False) -> str:
+def _example_block(shots: int = 1) -> str:
+    ex = examples(shots)
+    if len(ex) == 1:
+        return f"\n\nExample:\nUser:{ex[0][0]}\nAssistant: <think>{ex[0][1]}"
+    return "".join(f"\n\nExample {i}:\nUser:{q}\nAssistant: <think>{c}" for i, (q, c) in enumerate(ex, 1))
+
+
+def base_prompt(question: str, few_shot: bool = False, shots: int = 1) -> str:
     """The paper's base-model prompt, ending ``\\nAssistant: <think>``."""
-    example = _example_block() if few_shot else ""
+    example = _example_block(shots) if few_shot else ""
     return f"{BASE_INSTRUCTION}{example}\n\nUser:{question}\nAssistant: <think>"
 
 
-def chat_messages(question: str, few_shot: bool = False) -> list[dict]:
+def chat_messages(question: str, few_shot: bool = False, shots: int = 1) -> list[dict]:
     msgs = [{"role": "system", "content": CHAT_SYSTEM}]
     if few_shot:
-        msgs += [
-            {"role": "user", "content": EXAMPLE_QUESTION},
-            {"role": "assistant", "content": "<think>" + EXAMPLE_COMPLETION},
-        ]
+        for q, c in examples(shots):
+            msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": "<think>" + c}]
     msgs.append({"role": "user", "content": question})
     return msgs
 
 
-def chat_prompt(question: str, tokenizer, few_shot: bool = False) -> str:
+def chat_prompt(question: str, tokenizer, few_shot: bool = False, shots: int = 1) -> str:
     """The chat template's assistant turn followed by ``<think>``."""
-    text = tokenizer.apply_chat_template(chat_messages(question, few_shot), tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(chat_messages(question, few_shot, shots), tokenize=False, add_generation_prompt=True)
     return text + "<think>"
 
 
-def build_prompt(question: str, style: str = "base", tokenizer=None, few_shot: bool = False) -> str:
+def build_prompt(question: str, style: str = "base", tokenizer=None, few_shot: bool = False, shots: int = 1) -> str:
     if style == "base":
-        return base_prompt(question, few_shot)
+        return base_prompt(question, few_shot, shots)
     if style == "chat":
         if tokenizer is None:
             raise ValueError("the chat prompt needs a tokenizer with a chat template")
-        return chat_prompt(question, tokenizer, few_shot)
+        return chat_prompt(question, tokenizer, few_shot, shots)
     raise ValueError(f"unknown prompt style {style!r}: use 'base' or 'chat'")

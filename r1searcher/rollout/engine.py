@@ -139,7 +139,8 @@ class RolloutEngine:
 
     # ------------------------------------------------------------------ public API
     def prompt_ids(self, question: str) -> list[int]:
-        text = build_prompt(question, style=self.cfg.prompt, tokenizer=self.tokenizer, few_shot=self.cfg.few_shot)
+        text = build_prompt(question, style=self.cfg.prompt, tokenizer=self.tokenizer, few_shot=self.cfg.few_shot,
+                            shots=self.cfg.shots)
         return encode_prompt(self.tokenizer, text, self.cfg.prompt)
 
     def rollout(
