@@ -127,3 +127,20 @@ def test_progress_bar_counts_the_time_budget(tmp_path, smollm_tokenizer, one_thr
     err = capsys.readouterr().err
     assert "of budget" in err and "/1800 s" in err and "step 1" in err
     assert "1000" not in err  # not a step count against max_steps
+
+
+def test_demo_skips_stage1_only_when_the_untrained_model_searches_and_answers(tmp_path):
+    from r1searcher.demo import format_holds
+
+    def preds(rows):
+        p = tmp_path / f"p{len(list(tmp_path.iterdir()))}.jsonl"
+        p.write_text("".join(json.dumps({"n_searches": s, "stop_reason_final": r}) + "\n" for s, r in rows))
+        return p
+
+    qwen_like = preds([(2, "answer")] * 41 + [(1, "length")] * 19)  # 60/60 searched, 41/60 closed
+    assert format_holds(qwen_like)[0] is True
+    smol_like = preds([(0, "answer")] * 50 + [(1, "answer")] * 4 + [(0, "length")] * 6)  # rarely searches
+    held, why = format_holds(smol_like)
+    assert held is False and "0.07 searched" in why
+    assert format_holds(preds([(1, "length")] * 10))[0] is False  # searches, never closes an answer
+    assert format_holds(tmp_path / "missing.jsonl") == (False, "no predictions")
