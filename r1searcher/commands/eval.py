@@ -110,7 +110,7 @@ def provenance(args: argparse.Namespace, cfg) -> dict:
     return {
         **_model_identity(args.model), "retriever": source, "top_k": args.top_k,
         "corpus": str(Path(args.corpus).resolve()) if getattr(args, "corpus", None) else None,
-        "prompt": {"style": r.prompt, "few_shot": r.few_shot},
+        "prompt": {"style": r.prompt, "few_shot": r.few_shot, "shots": r.shots},
         "limits": {"max_searches": r.max_searches, "max_new_tokens_per_turn": r.max_new_tokens_per_turn,
                    "max_response_tokens": r.max_response_tokens, "max_doc_words": cfg.retrieval.max_doc_words},
         "model_dtype": cfg.model.dtype,
