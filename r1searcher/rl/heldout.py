@@ -16,9 +16,14 @@ sums are reduced, so every rank gets the same numbers.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+
+import torch
 
 from r1searcher.rl import distributed as D
+from r1searcher.rl import fsdp as F
 
 
 def heldout_sums(engine, records, batch_size: int) -> dict[str, float]:
@@ -72,3 +77,31 @@ def evaluate_heldout(engine, records, batch_size: int, dist=None) -> dict:
     out = summarize_sums(sums)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out
+
+
+def load_heldout(cfg) -> list:
+    """The held-out slice ``train.eval_data`` (first ``train.eval_limit`` questions); clear errors when unusable."""
+    from r1searcher.data.qa import load_qa, resolve_dataset
+
+    t = cfg.train
+    if not t.eval_data:
+        raise ValueError("train.eval_every is set but train.eval_data is empty: name a held-out QA file")
+    recs = load_qa(resolve_dataset(t.eval_data), on_error=cfg.data.on_error, limit=t.eval_limit or None)
+    if not recs:
+        raise ValueError(f"train.eval_data {t.eval_data}: no usable question")
+    return recs
+
+
+def run_heldout(engine, model, records, cfg, dist, run: Path, step: int) -> dict:
+    """Greedy held-out evaluation at ``step`` (weights gathered under FSDP); appended to RUN/eval.jsonl
+    and printed on the main rank."""
+    model.eval()
+    with torch.no_grad(), F.gathered(model):
+        ho = evaluate_heldout(engine, records, cfg.rollout.batch_size, dist)
+    if dist.is_main:
+        with open(run / "eval.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **ho}) + "\n")
+        hops = " ".join(f"{h}-hop {b['f1']:.1f}" for h, b in ho.get("by_hops", {}).items())
+        print(f"held-out @ step {step}: F1 {ho['f1']:.1f} cover-EM {ho['cover_em']:.1f} "
+              f"searches/q {ho['searches_per_question']:.2f} {hops} ({ho['seconds']:.0f} s)", flush=True)
+    return ho

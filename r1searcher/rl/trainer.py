@@ -42,6 +42,7 @@ from r1searcher.rl.checkpoint import (
     seed_everything,
 )
 from r1searcher.rl import fsdp as F
+from r1searcher.rl.heldout import load_heldout, run_heldout
 from r1searcher.rl.logprobs import Batch, collate, token_logprobs
 from r1searcher.rl.stopping import parse_conditions, should_stop
 from r1searcher.rl.losses import kl_estimate, rl_loss
@@ -408,9 +409,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     trackers = Trackers(t.report_to if dist.is_main else None, run, cfg.to_dict(), start)
     conditions = parse_conditions(t.stop_when)
     history = _read_log(run / "log.jsonl") if start else []  # stop_when looks back over resumed steps too
-    heldout = _heldout_records(cfg) if t.eval_every > 0 else []
+    heldout = load_heldout(cfg) if t.eval_every > 0 else []
     if heldout and start == 0:  # the starting point of the held-out curve
-        ho = _run_heldout(engine, model, heldout, cfg, dist, run, 0)
+        ho = run_heldout(engine, model, heldout, cfg, dist, run, 0)
         elapsed += ho["seconds"]
     bar = _progress_bar(t, run, start, elapsed) if dist.is_main and t.progress else None
     pad_id = tok.pad_token_id
@@ -471,7 +472,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         goal_met = D.any_rank(goal_met)
         last = step + 1 == t.max_steps or out_of_time or goal_met
         if heldout and ((step + 1) % t.eval_every == 0 or last):
-            ho = _run_heldout(engine, model, heldout, cfg, dist, run, step + 1)
+            ho = run_heldout(engine, model, heldout, cfg, dist, run, step + 1)
             rec.update({f"heldout_{k}": v for k, v in ho.items() if k != "by_hops"})
             elapsed += ho["seconds"]
         rec["elapsed"] = round(elapsed, 2)
@@ -506,34 +507,6 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         bar.close()
     trackers.close()
     return run
-
-
-def _heldout_records(cfg: Config) -> list:
-    from r1searcher.data.qa import load_qa, resolve_dataset
-
-    t = cfg.train
-    if not t.eval_data:
-        raise ValueError("train.eval_every is set but train.eval_data is empty: name a held-out QA file")
-    recs = load_qa(resolve_dataset(t.eval_data), on_error=cfg.data.on_error, limit=t.eval_limit or None)
-    if not recs:
-        raise ValueError(f"train.eval_data {t.eval_data}: no usable question")
-    return recs
-
-
-def _run_heldout(engine, model, records, cfg: Config, dist, run: Path, step: int) -> dict:
-    """Greedy held-out evaluation at ``step``; appended to RUN/eval.jsonl (main rank)."""
-    from r1searcher.rl.heldout import evaluate_heldout
-
-    model.eval()
-    with torch.no_grad(), F.gathered(model):
-        ho = evaluate_heldout(engine, records, cfg.rollout.batch_size, dist)
-    if dist.is_main:
-        with open(run / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **ho}) + "\n")
-        hops = " ".join(f"{h}-hop {b['f1']:.1f}" for h, b in ho.get("by_hops", {}).items())
-        print(f"held-out @ step {step}: F1 {ho['f1']:.1f} cover-EM {ho['cover_em']:.1f} "
-              f"searches/q {ho['searches_per_question']:.2f} {hops} ({ho['seconds']:.0f} s)", flush=True)
-    return ho
 
 
 def _read_log(path: Path) -> list[dict]:
