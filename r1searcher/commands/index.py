@@ -15,6 +15,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--kind", choices=("bm25", "dense", "hybrid"), default="bm25")
     b.add_argument("--out", required=True, metavar="DIR")
     b.add_argument("--no-stem", action="store_true", help="bm25: index surface words (no Snowball stemming)")
+    b.add_argument("--engine", choices=("auto", "bm25s", "tantivy"), default="auto",
+                   help="bm25: bm25s (in memory, fastest on small corpora) or tantivy (sharded, bounded memory, "
+                        "pruned top-k); auto picks tantivy when bm25s's build would exceed --max-memory")
+    b.add_argument("--max-memory", default="4G", metavar="SIZE",
+                   help="bm25 (tantivy): peak resident memory of the build, e.g. 4G, 512M (default 4G)")
+    b.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="bm25 (tantivy): passages per shard (default: from --max-memory; 5.4M at 4G)")
     b.add_argument("--model", default=None, help="dense: a local sentence-transformers folder (default: embedded MiniLM)")
     b.add_argument("--index-type", choices=("flat", "ivf", "hnsw"), default="flat", help="dense: FAISS index type")
     b.add_argument("--batch-size", type=int, default=64, help="dense: encoder batch size")
@@ -23,10 +30,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--cache-dir", default=None, help="dense: keep chunk embeddings here so a killed build resumes")
 
 
+#: bm25s's build holds ~5.2 KB per passage (BENCHMARKS "Scale": 5.17 GB at 1M) ≈ 8.5 × the corpus JSONL.
+BM25S_PEAK_PER_CORPUS_BYTE = 8.5
+
+
+def pick_engine(engine: str, corpus: str, max_memory: int) -> str:
+    """``auto`` → bm25s when its in-memory build fits ``max_memory`` (estimated from the file size), else tantivy."""
+    from pathlib import Path
+
+    if engine != "auto":
+        return engine
+    size = Path(corpus).stat().st_size * (3 if str(corpus).endswith(".gz") else 1)
+    return "bm25s" if size * BM25S_PEAK_PER_CORPUS_BYTE <= max_memory else "tantivy"
+
+
+def _build_tantivy(args: argparse.Namespace, max_memory: int) -> int:
+    from pathlib import Path
+
+    from r1searcher.retrieval.bm25_tantivy import build_tantivy, stream_corpus
+
+    t0 = time.perf_counter()
+    m = build_tantivy(stream_corpus(args.corpus), args.out, stemmer=None if args.no_stem else "english",
+                      max_memory=max_memory, shard_size=args.shard_size, source=args.corpus,
+                      total_bytes=Path(args.corpus).stat().st_size, show_progress=True)
+    dt = time.perf_counter() - t0
+    disk = sum(sum(s["files"].values()) for s in m["shards"])
+    print(
+        f"bm25 (tantivy) index of {m['passages']:,} passages in {len(m['shards'])} shard(s) → {args.out}\n"
+        f"  build {dt:.1f} s ({m['passages'] / max(dt, 1e-9):,.0f} passages/s), peak RSS {m['build_peak_rss'] / 2**30:.2f} GiB "
+        f"(limit {max_memory / 2**30:.2f} GiB), index {disk / 2**20:,.0f} MiB + passages "
+        f"{sum(m['store_files'].values()) / 2**20:,.0f} MiB\n"
+        f"  corpus sha256: {m['corpus_sha256']}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from r1searcher.retrieval.bm25_tantivy import parse_size
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.retrieval.index import build_index
 
+    max_memory = parse_size(args.max_memory)
+    if args.kind == "bm25" and pick_engine(args.engine, args.corpus, max_memory) == "tantivy":
+        return _build_tantivy(args, max_memory)
     t0 = time.perf_counter()
     passages = list(read_passages(args.corpus))
     if not passages:

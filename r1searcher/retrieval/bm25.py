@@ -201,6 +201,8 @@ class BM25Index:
         d = Path(directory)
         m = read_manifest(d, KIND)
         p = m["params"]
+        if p.get("engine", "bm25s") != "bm25s":
+            raise ValueError(f"{d} is a {p['engine']} BM25 index: open it with r1searcher.retrieval.index.load_index")
         bm = bm25s.BM25.load(str(d / _BM25S_DIR), mmap=mmap, show_progress=False)
         table = DiskTable(d)
         if len(table) != m["passages"]:

@@ -39,13 +39,29 @@ def _cls(kind: str):
 
 
 def build_index(passages: Sequence[Passage], kind: str, **opts):
-    """Build an index of ``kind`` over ``passages``; ``opts`` go to that kind's ``build``."""
+    """Build an index of ``kind`` over ``passages``; ``opts`` go to that kind's ``build``.
+
+    ``kind="bm25", engine="tantivy"`` builds the sharded, bounded-memory engine
+    (:mod:`r1searcher.retrieval.bm25_tantivy`); its other options are that module's.
+    """
+    engine = opts.pop("engine", "bm25s")
+    if kind == "bm25" and engine == "tantivy":
+        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+
+        return TantivyBM25.build(passages, **opts)
+    if engine != "bm25s":
+        raise ValueError(f"unknown BM25 engine {engine!r} (expected bm25s or tantivy)")
     return _cls(kind).build(list(passages), **opts)
 
 
 def load_index(directory: str | Path, **opts) -> Retriever:
-    """Load whatever index ``directory`` holds (dispatch on ``manifest.json``'s ``kind``)."""
+    """Load whatever index ``directory`` holds (dispatch on ``manifest.json``'s ``kind``/engine)."""
     m = read_manifest(directory)
+    if m["kind"] == "bm25" and (m.get("params") or {}).get("engine") == "tantivy":
+        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+
+        opts.pop("mmap", None)
+        return TantivyBM25.load(directory, **opts)
     return _cls(m["kind"]).load(directory, **opts)
 
 

@@ -58,7 +58,7 @@ class DiskTable:
         path, opath = d / PASSAGES_FILE, d / OFFSETS_FILE
         if not path.is_file() or not opath.is_file():
             raise FileNotFoundError(f"no passage store in {d} (expected {PASSAGES_FILE} and {OFFSETS_FILE})")
-        self._offsets = np.load(opath)
+        self._offsets = np.load(opath, mmap_mode="r")  # 8 B per passage stays on disk (232 MB at 29M)
         self._file = open(path, "rb")
         size = path.stat().st_size
         if int(self._offsets[-1]) != size:
