@@ -111,9 +111,49 @@ def test_queries_shape_r1_searcher(server):
     assert body["ids"][0][0] == "d3" and body["scores"][0][0] > 0
 
 
+def _mem_total() -> int:
+    with open("/proc/meminfo") as f:
+        return int(f.readline().split()[1]) * 1024  # "MemTotal:  131072000 kB"
+
+
 def test_health(server):
     h = httpx.get(f"{server.url}/health").json()
     assert h["status"] == "ok" and h["passages"] == len(DOCS) and h["kind"] == "bm25"
+    for key in ("uptime_s", "requests", "queries", "batches", "mean_batch", "errors_4xx", "errors_5xx", "disconnects", "limits"):
+        assert key in h
+    # resident memory of the serving process (this test process: Python + numpy + bm25s + FastAPI)
+    m = h["memory"]
+    assert 20 * 2**20 < m["rss_bytes"] <= m["peak_rss_bytes"] < _mem_total()
+    assert m["rss_mb"] == round(m["rss_bytes"] / 2**20, 1) and m["peak_rss_mb"] >= m["rss_mb"]
+    if os.path.exists("/proc/self/status"):
+        assert m["source"] == "/proc/self/status"
+
+
+def test_search_routes_still_work_through_added_middleware(index):
+    """With middleware added, requests take Starlette's normal path down to the same endpoints."""
+    seen: list[str] = []
+
+    class Count:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    app = create_app(index, ServerLimits(max_k=5))
+    app.add_middleware(Count)
+    s = ThreadServer(app)
+    try:
+        r = httpx.post(f"{s.url}/retrieve", json={"queries": ["capital of Germany"], "topk": 1})
+        assert r.status_code == 200 and r.json()["result"][0][0]["id"] == "d1"
+        r = httpx.post(f"{s.url}/queries", json={"queries": ["x"], "k": 9})
+        assert r.status_code == 422 and "between 1 and 5" in r.json()["error"]
+        assert httpx.get(f"{s.url}/retrieve").status_code == 405
+        assert seen[:3] == ["/retrieve", "/queries", "/retrieve"]
+    finally:
+        s.stop()
 
 
 @pytest.mark.parametrize(
@@ -260,6 +300,24 @@ def test_server_killed_mid_run_then_restarted(index, tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_served_index_health_reports_its_size_and_memory(index, tmp_path):
+    """``r1searcher serve --index DIR``: /health carries the manifest's size and the bytes on disk."""
+    index.save(tmp_path / "idx")
+    disk = sum(f.stat().st_size for f in (tmp_path / "idx").rglob("*") if f.is_file())
+    port = free_port()
+    proc = _spawn(tmp_path / "idx", port)
+    try:
+        h = httpx.get(f"http://127.0.0.1:{port}/health").json()
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert h["passages"] == len(DOCS) and h["kind"] == "bm25" and len(h["corpus_sha256"]) == 64
+    assert h["index"]["passages"] == len(DOCS) and h["index"]["bytes_on_disk"] == disk
+    assert h["index"]["disk_bytes_per_passage"] == round(disk / len(DOCS), 1)
+    m = h["memory"]  # a fresh process with the index loaded: tens of MB, not KB, not more than the machine
+    assert 20 * 2**20 < m["rss_bytes"] <= m["peak_rss_bytes"] < _mem_total()
 
 
 def test_auto_falls_back_to_queries_when_retrieve_is_missing(index):

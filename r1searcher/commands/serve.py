@@ -26,6 +26,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="warning")
 
 
+def index_size(directory: str | Path, manifest: dict) -> dict:
+    """What ``/health`` says about the index's size: what the manifest states (passages, shards,
+    bytes_per_passage, build_peak_rss where present) and the bytes its folder holds on disk."""
+    size: dict = {"passages": manifest.get("passages")}
+    shards = manifest.get("shards")
+    if shards is not None:
+        size["shards"] = len(shards) if isinstance(shards, (list, dict)) else shards
+    for key in ("bytes_per_passage", "build_peak_rss", "dim"):
+        if manifest.get(key) is not None:
+            size[key] = manifest[key]
+    disk = 0
+    for f in Path(directory).expanduser().rglob("*"):
+        try:
+            if f.is_file():
+                disk += f.stat().st_size
+        except OSError:  # a file removed while we walk
+            pass
+    size["bytes_on_disk"] = disk
+    if size["passages"]:
+        size["disk_bytes_per_passage"] = round(disk / size["passages"], 1)
+    return size
+
+
 def run(args: argparse.Namespace) -> int:
     from r1searcher.retrieval.index import load_index
     from r1searcher.retrieval.manifest import read_manifest
@@ -51,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
         index = open_retriever(args)
         m = {"kind": "bm25", "passages": len(index)}
-        info = {"kind": "bm25", "corpus": str(Path(args.index).expanduser().resolve())}
+        info = {"kind": "bm25", "corpus": str(Path(args.index).expanduser().resolve()), "index": {"passages": len(index)}}
     else:
         index = load_index(args.index)
         m = read_manifest(args.index)
-        info = {"kind": m["kind"], "corpus_sha256": m["corpus_sha256"], "model": m.get("model"), "params": m.get("params")}
+        info = {"kind": m["kind"], "corpus_sha256": m["corpus_sha256"], "model": m.get("model"), "params": m.get("params"),
+                "index": index_size(args.index, m)}
     print(f"serving {m['kind']} index of {m['passages']} passages on http://{args.host}:{args.port} "
           f"(POST /retrieve, POST /queries, GET /health)", flush=True)
     serve(index, args.host, args.port, limits, info, args.log_level)
