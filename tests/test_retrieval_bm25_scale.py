@@ -214,26 +214,28 @@ def test_sizes_and_engine_choice(tmp_path):
 
 @pytest.mark.slow
 def test_memory_flag_is_honoured_on_a_corpus_larger_than_it(tmp_path):
-    """A 100+ MB corpus built with --max-memory 96M: the build process's peak RSS stays under it."""
+    """A 245 MB corpus built with --max-memory 160M: the build process's peak RSS (VmHWM, which
+    starts afresh at exec, unlike ru_maxrss that inherits the forking parent's) stays under it."""
     from r1searcher.benchmarks._wiki_like import write_corpus
 
     corpus = tmp_path / "big.jsonl"
     write_corpus(corpus, 200_000, source=None, show_progress=False)
-    limit = 96 * 2**20
+    limit = 160 * 2**20
     assert corpus.stat().st_size > limit
     out = tmp_path / "idx"
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from r1searcher.cli import main\n"
+        "from r1searcher.retrieval.bm25_tantivy import _peak_rss\n"
         f"rc = main(['index', 'build', '--corpus', {str(corpus)!r}, '--out', {str(out)!r}, '--engine', 'tantivy', "
-        f"'--max-memory', '96M'])\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        f"'--max-memory', '160M'])\n"
+        "print('PEAK', _peak_rss())\n"
         "sys.exit(rc)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     peak = int(r.stdout.split("PEAK")[1].split()[0])
-    assert peak <= limit, f"peak RSS {peak / 2**20:.0f} MiB > 96 MiB"
+    assert 0 < peak <= limit, f"peak RSS {peak / 2**20:.0f} MiB > 160 MiB"
     ix = load_index(out)
     assert len(ix) == 200_000
     assert os.path.getsize(out / "passages.jsonl") > 0

@@ -98,6 +98,29 @@ def _plain_bm25s(passages: list[Passage]):
     return search
 
 
+def _tantivy_runs(passages: list[Passage], evals: dict, runs: dict, log) -> dict:
+    """The sharded tantivy engine on the same passages and questions (1 shard and 3 shards), top 10:
+    its recall beside bm25s's, and how often its top-5 is bm25s's (the scale engine must keep quality)."""
+    import tempfile
+
+    try:
+        from r1searcher.retrieval.bm25_tantivy import TantivyBM25, build_tantivy
+    except ImportError:  # tantivy not installed
+        return {"skipped": "tantivy not installed"}
+    info: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, shard_size in (("bm25_tantivy", None), ("bm25_tantivy_3shards", -(-len(passages) // 3))):
+            t = time.perf_counter()
+            build_tantivy(passages, Path(tmp) / name, shard_size=shard_size)
+            ix = TantivyBM25(Path(tmp) / name)
+            log(f"quality: {name} built in {time.perf_counter() - t:.1f} s")
+            runs[name] = {n: _rows(ix, qs, max(KS)) for n, (qs, _, _) in evals.items()}
+            same = {n: round(sum([r for r, _ in a[:5]] == [r for r, _ in b[:5]] for a, b in zip(runs[name][n], runs["bm25"][n]))
+                             / max(len(runs[name][n]), 1), 4) for n in evals}
+            info[name] = {"shards": len(ix.manifest["shards"]), "same_top5_as_bm25s": same}
+    return info
+
+
 def run_quality(data_dir: Path, cache_root: Path, with_dense: bool = True, log=print) -> dict:
     """All quality numbers as one dict (see module docstring)."""
     from r1searcher.retrieval.bm25 import BM25Index
@@ -125,6 +148,7 @@ def run_quality(data_dir: Path, cache_root: Path, with_dense: bool = True, log=p
         runs["bm25"][n] = _rows(bm25, qs)
     dev_runs: dict[str, dict] = {"bm25": {n: _rows(bm25, v[0]) for n, v in devs.items()}}
     out["bm25_params"] = bm25.params
+    out["bm25_tantivy"] = _tantivy_runs(passages, evals, runs, log)
 
     if with_dense:
         t = time.perf_counter()

@@ -63,9 +63,9 @@ MAX_QUERY_TERMS = 256
 DEFAULT_MAX_MEMORY = 4 * 1024**3
 #: Bytes of tantivy index per passage, measured (BENCHMARKS.md): sizes the default shard.
 INDEX_BYTES_PER_PASSAGE = 200
-#: Resident memory of the build process besides tantivy's arena (interpreter, imports, buffers):
-#: 43 MB measured after imports; the rest is headroom for I/O buffers and the stream.
-BASE_RSS = 64 * 1024**2
+#: Resident memory of the build process besides tantivy's arena: 43 MB after imports, ~125 MB
+#: peak with tantivy's smallest arena (15 MB) once its flushes and merges run (measured).
+BASE_RSS = 112 * 1024**2
 _TOKENIZER = "r1_simple"
 _STATE = "build.json"
 _OFFSETS_RAW = "offsets.bin"
@@ -184,7 +184,7 @@ def default_shard_size(max_memory: int) -> int:
 def writer_heap(max_memory: int, threads: int) -> int:
     """tantivy's indexing arena for a budget: what the budget leaves after the process's base
     memory, halved for the arena's own overhead and merges; at least tantivy's 15 MB per thread."""
-    return max(15_000_000 * threads, int((max_memory - BASE_RSS) * 0.45))
+    return max(15_000_000 * threads, int((max_memory - BASE_RSS) * 0.5))
 
 
 def _find_avgdl(node: dict) -> float:
@@ -281,9 +281,9 @@ def build_tantivy(
     after that many passages.
     """
     max_memory = parse_size(max_memory)
-    if max_memory < BASE_RSS + 30 * 1024**2:
+    if max_memory < BASE_RSS + 32 * 1024**2:
         raise ValueError(f"max_memory {max_memory / 2**20:.0f} MiB is below what a build needs "
-                         f"({(BASE_RSS + 30 * 1024**2) / 2**20:.0f} MiB: interpreter + tantivy's smallest arena)")
+                         f"({(BASE_RSS + 32 * 1024**2) / 2**20:.0f} MiB: interpreter + tantivy's smallest arena)")
     # tantivy's arena is at least 15 MB per indexing thread: small budgets index with one
     threads = threads or (min(2, os.cpu_count() or 1) if max_memory >= 512 * 1024**2 else 1)
     shard_size = shard_size or default_shard_size(max_memory)
