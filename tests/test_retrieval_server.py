@@ -320,6 +320,20 @@ def test_served_index_health_reports_its_size_and_memory(index, tmp_path):
     assert 20 * 2**20 < m["rss_bytes"] <= m["peak_rss_bytes"] < _mem_total()
 
 
+def test_index_size_reports_what_the_manifest_states(tmp_path):
+    """Sharded manifests (a list of shards) and bytes_per_passage are passed on; disk bytes are counted."""
+    from r1searcher.commands.serve import index_size
+
+    (tmp_path / "shard_0").mkdir()
+    (tmp_path / "shard_0" / "seg").write_bytes(b"x" * 100)
+    (tmp_path / "passages.jsonl").write_bytes(b"y" * 50)
+    m = {"kind": "bm25", "passages": 10, "shards": [{"rows": 6}, {"rows": 4}], "bytes_per_passage": 12.5,
+         "params": {"k1": 0.9}, "created": "2026-12-01T00:00:00Z"}
+    assert index_size(tmp_path, m) == {"passages": 10, "shards": 2, "bytes_per_passage": 12.5,
+                                       "bytes_on_disk": 150, "disk_bytes_per_passage": 15.0}
+    assert index_size(tmp_path, {"passages": 0}) == {"passages": 0, "bytes_on_disk": 150}
+
+
 def test_auto_falls_back_to_queries_when_retrieve_is_missing(index):
     from fastapi import FastAPI
 

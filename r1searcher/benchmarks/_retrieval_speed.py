@@ -364,7 +364,8 @@ def server_speed(
                     client.search(qs[s : s + 32], k)
                 out["server_batch32_requests_qps"] = round(len(qs) / (time.perf_counter() - t0))
                 out["server_batch32_cpu_ms_per_q"] = round((_proc_cpu_s(proc.pid) - s0) / len(qs) * 1000, 3)
-            out["server_memory"] = httpx.get(f"{url}/health").json().get("memory")
+            h = httpx.get(f"{url}/health").json()
+            out["server_memory"], out["server_index"] = h.get("memory"), h.get("index")
         finally:
             proc.kill()
             proc.wait(10)

@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients for the server measurement")
     p.add_argument("--no-dense", action="store_true", help="skip everything that needs the dense index")
     p.add_argument("--serve-args", default="", help="extra 'r1searcher serve' flags for the server measurement, e.g. '--batch-wait-ms 2'")
+    p.add_argument("--server-rounds", type=int, default=3,
+                   help="in-process / server passes alternated this many times; the median round is reported")
 
 
 def _log(msg: str) -> None:
@@ -50,7 +52,8 @@ def _questions(data: Path) -> list[str]:
     return qs
 
 
-def run_speed(data: Path, cache: Path, clients: int, with_dense: bool, serve_args: tuple[str, ...] = ()) -> dict:
+def run_speed(data: Path, cache: Path, clients: int, with_dense: bool, serve_args: tuple[str, ...] = (),
+              rounds: int = 3) -> dict:
     from r1searcher.benchmarks._retrieval_speed import bm25_vs_rank_bm25, dense_speed, server_speed
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
@@ -61,10 +64,10 @@ def run_speed(data: Path, cache: Path, clients: int, with_dense: bool, serve_arg
     dense = _cached_dense(passages, cache, build=False) if with_dense else None
     if with_dense:
         out["dense"] = dense_speed(passages, questions, dense, log=_log)
-    out["server"] = server_speed(BM25Index.build(passages), questions, clients, serve_args=serve_args, log=_log)
+    out["server"] = server_speed(BM25Index.build(passages), questions, clients, serve_args=serve_args, rounds=rounds, log=_log)
     if dense is not None:  # encoder-bound: where micro-batching pays
         out["server_dense"] = server_speed(dense, questions[:640], clients, index_dir=str(dense._table.directory),
-                                           serve_args=serve_args, log=_log)
+                                           serve_args=serve_args, rounds=rounds, log=_log)
     return out
 
 
@@ -121,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
         result["quality"] = run_quality(data, cache, with_dense=not args.no_dense, log=_log)
     if "speed" in parts:
-        result["speed"] = run_speed(data, cache, args.clients, not args.no_dense, tuple(args.serve_args.split()))
+        result["speed"] = run_speed(data, cache, args.clients, not args.no_dense, tuple(args.serve_args.split()),
+                                    args.server_rounds)
     if "scale" in parts:
         rate = result.get("speed", {}).get("dense", {}).get("encode_passages_per_s")
         result["scale"] = run_scale(data, cache, sizes, not args.no_dense, rate)

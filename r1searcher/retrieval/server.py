@@ -24,9 +24,9 @@ limit (body size, batch size, query length, k) answers a 4xx JSON ``{"error": �
 
 Per-request cost: ``/retrieve`` and ``/queries`` are raw ASGI endpoints that :class:`_App` calls
 directly, skipping Starlette's middleware stack, router and Request/Response objects; replies are
-encoded by orjson when installed. With a one-query request that halved the server's own CPU per
-request (0.6 → 0.25 ms on the benchmark machine; a BM25 search of the 46,750-passage corpus is
-~1.9 ms). ``/health`` and everything else take FastAPI's normal path.
+encoded by orjson when installed. For one-query requests that halved the event loop's CPU per
+request (0.46–0.56 → 0.22–0.31 ms in BENCHMARKS.md's runs, where a BM25 search of the shared
+46,750-passage corpus costs 1.6–2.0 ms). ``/health`` and everything else take FastAPI's normal path.
 
 Client faults never become 5xx: a body over the limit is refused from its Content-Length before a
 byte is read, and a chunked body is read only up to the limit; JSON too deep or a number too long
