@@ -23,11 +23,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--shard-size", type=int, default=None, metavar="N",
                    help="bm25 (tantivy): passages per shard (default: from --max-memory; 5.4M at 4G)")
     b.add_argument("--model", default=None, help="dense: a local sentence-transformers folder (default: embedded MiniLM)")
-    b.add_argument("--index-type", choices=("flat", "ivf", "hnsw"), default="flat", help="dense: FAISS index type")
+    b.add_argument("--index-type", choices=("flat", "ivf", "hnsw", "ivfpq", "hnsw-sq8"), default="flat",
+                   help="dense: FAISS index type; ivfpq (PQ codes + fp16 re-rank) and hnsw-sq8 for large corpora")
+    _add_dense_knobs(b)
     b.add_argument("--batch-size", type=int, default=64, help="dense: encoder batch size")
     b.add_argument("--rrf-k", type=float, default=10.0, help="hybrid: reciprocal-rank-fusion constant (default 10)")
     b.add_argument("--dense-weight", type=float, default=0.75, help="hybrid: weight of the dense ranking (BM25's is 1)")
     b.add_argument("--cache-dir", default=None, help="dense: keep chunk embeddings here so a killed build resumes")
+
+
+def _add_dense_knobs(b: argparse.ArgumentParser) -> None:
+    """FAISS knobs of ``--kind dense``; unset ones take the per-kind defaults of ``DenseIndex.build``."""
+    g = b.add_argument_group("dense index knobs (unset: DenseIndex.build's per-kind defaults)")
+    g.add_argument("--nlist", type=int, default=None, help="ivf/ivfpq: coarse cells (default ~4*sqrt(n), >= 39 training rows each)")
+    g.add_argument("--nprobe", type=int, default=None, help="ivf/ivfpq: cells searched per query")
+    g.add_argument("--pq-m", type=int, default=None, help="ivfpq: PQ sub-quantisers, must divide the dimension (default 48)")
+    g.add_argument("--pq-bits", type=int, choices=(4, 8), default=None, help="ivfpq: bits per sub-quantiser (4 = FastScan)")
+    g.add_argument("--rerank", type=int, default=None, help="ivfpq/hnsw-sq8: re-score rerank*k candidates with stored fp16 vectors (0 = off)")
+    g.add_argument("--hnsw-m", type=int, default=None, help="hnsw/hnsw-sq8: links per node (default 32)")
+    g.add_argument("--ef-search", type=int, default=None, help="hnsw/hnsw-sq8: search queue length")
+    g.add_argument("--train-sample", type=int, default=None, help="ivf/ivfpq/hnsw-sq8: rows the quantisers train on (default 100000)")
+
+
+def _dense_knobs(args: argparse.Namespace) -> dict:
+    """The dense knobs the user set, as ``DenseIndex.build`` keywords."""
+    names = {"nlist": "nlist", "nprobe": "nprobe", "pq_m": "pq_m", "pq_bits": "pq_bits", "rerank": "rerank",
+             "hnsw_m": "m", "ef_search": "ef_search", "train_sample": "train_sample"}
+    return {kw: getattr(args, a) for a, kw in names.items() if getattr(args, a, None) is not None}
 
 
 #: bm25s's build holds ~5.2 KB per passage (BENCHMARKS "Scale": 5.17 GB at 1M) ≈ 8.5 × the corpus JSONL.
@@ -82,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kind in ("bm25", "hybrid"):
         opts["stemmer"] = None if args.no_stem else "english"
     if args.kind == "dense":
-        opts.update(model=args.model, index_type=args.index_type, batch_size=args.batch_size, cache_dir=args.cache_dir)
+        opts.update(model=args.model, index_type=args.index_type, batch_size=args.batch_size, cache_dir=args.cache_dir,
+                    **_dense_knobs(args))
     if args.kind == "hybrid":
         opts.update(model=args.model, index_type=args.index_type, rrf_k=args.rrf_k,
                     weights=(1.0, args.dense_weight), cache_dir=args.cache_dir)
@@ -94,5 +117,6 @@ def run(args: argparse.Namespace) -> int:
         f"{args.kind} index of {m['passages']} passages → {args.out}\n"
         f"  read {t1 - t0:.1f} s, build {t2 - t1:.1f} s ({len(passages) / max(t2 - t1, 1e-9):.0f} passages/s), save {t3 - t2:.1f} s\n"
         f"  corpus sha256: {m['corpus_sha256']}"
+        + (f"\n  {m['bytes_per_passage']:.0f} bytes per passage on disk (FAISS index + re-rank vectors)" if "bytes_per_passage" in m else "")
     )
     return 0
