@@ -292,9 +292,9 @@ def build_faiss(chunks: VectorChunks, index_type: str, p: dict, store: np.ndarra
 
 def default_nprobe(index_type: str, nlist: int) -> int:
     """IVF cells searched by default. ``ivfpq``: a quarter of the cells (at least 32) because the
-    questions are not distributed like the passages: on the first 4,096 MiniLM vectors of the
-    shared corpus with its 1,625 eval questions (re-rank 10), recall@10 vs flat was 0.784 probing
-    3.8% of 420 cells, 0.952 at 15%; 0.971 at 30% of 105 cells (BENCHMARKS.md, "Dense at scale")."""
+    questions are not distributed like the passages: on the first 6,144 MiniLM vectors of the
+    shared corpus with its 1,625 eval questions (re-rank 10), recall@10 vs flat was 0.776 probing
+    3.8% of 420 cells, 0.951 at 15%; 0.970 at 30% of 105 cells (BENCHMARKS.md, "Dense at scale")."""
     if index_type == "ivfpq":
         return min(nlist, max(DEFAULT_NPROBE["ivfpq"], -(-nlist // 4)))
     return DEFAULT_NPROBE.get(index_type, 16)
