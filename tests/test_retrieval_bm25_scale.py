@@ -239,3 +239,29 @@ def test_memory_flag_is_honoured_on_a_corpus_larger_than_it(tmp_path):
     ix = load_index(out)
     assert len(ix) == 200_000
     assert os.path.getsize(out / "passages.jsonl") > 0
+
+
+def test_serve_loads_a_sharded_index_and_reports_it(world_passages, tmp_path):
+    """``r1searcher serve`` on a sharded tantivy index: answers over HTTP like in-process, /health
+    names the shards, the bytes on disk and the server's resident memory."""
+    import httpx
+
+    from r1searcher.retrieval.client import HttpRetriever
+    from tests.test_retrieval_server import _spawn, free_port
+
+    d = tmp_path / "idx"
+    build_tantivy(world_passages, d, shard_size=25)
+    port = free_port()
+    proc = _spawn(d, port)
+    try:
+        h = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        q = [world_passages[7].text, world_passages[40].title]
+        with HttpRetriever(f"http://127.0.0.1:{port}", retries=0, cache_size=0) as c:
+            served = c.search(q, 3)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert h["index"]["shards"] == -(-len(world_passages) // 25) and h["index"]["passages"] == len(world_passages)
+    assert h["memory"]["rss_bytes"] > 20 * 2**20
+    local = TantivyBM25(d).search(q, 3)
+    assert [[p.id for p in r] for r in served] == [[p.id for p in r] for r in local]
