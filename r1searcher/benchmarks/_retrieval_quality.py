@@ -104,7 +104,8 @@ def _tantivy_runs(passages: list[Passage], evals: dict, runs: dict, log) -> dict
     import tempfile
 
     try:
-        from r1searcher.retrieval.bm25_tantivy import TantivyBM25, build_tantivy
+        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+        from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
     except ImportError:  # tantivy not installed
         return {"skipped": "tantivy not installed"}
     info: dict = {}

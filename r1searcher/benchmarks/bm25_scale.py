@@ -71,7 +71,7 @@ def _child(code: str) -> tuple[dict, int, float]:
 
 BUILD = """
 import itertools, json, resource
-from r1searcher.retrieval.bm25_tantivy import build_tantivy, stream_corpus, _peak_rss
+from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus, _peak_rss
 m = build_tantivy(itertools.islice(stream_corpus({corpus!r}), {n}), {out!r}, max_memory={mem!r})
 disk = sum(sum(s['files'].values()) for s in m['shards'])
 print(json.dumps({{'passages': m['passages'], 'shards': len(m['shards']), 'seconds': m['build_seconds'],
@@ -82,7 +82,7 @@ print(json.dumps({{'passages': m['passages'], 'shards': len(m['shards']), 'secon
 SERVE = """
 import json, time
 from r1searcher.retrieval.index import load_index
-from r1searcher.retrieval.bm25_tantivy import _peak_rss
+from r1searcher.retrieval.bm25_tantivy_build import _peak_rss
 def rss():
     for l in open('/proc/self/status'):
         if l.startswith('VmRSS:'): return int(l.split()[1]) * 1024
@@ -104,7 +104,7 @@ print(json.dumps({{'load_seconds': round(load_s, 2), 'rss_after_load': rss_load,
 BM25S_BUILD = """
 import itertools, json, time
 from r1searcher.retrieval.bm25 import BM25Index
-from r1searcher.retrieval.bm25_tantivy import stream_corpus, _peak_rss
+from r1searcher.retrieval.bm25_tantivy_build import stream_corpus, _peak_rss
 t = time.perf_counter()
 ix = BM25Index.build([p for p, _ in itertools.islice(stream_corpus({corpus!r}), {n})])
 build_s = time.perf_counter() - t
@@ -167,7 +167,7 @@ def extrapolate(rows: list[dict], n: int = KILT) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from r1searcher.benchmarks import machine_info
-    from r1searcher.retrieval.bm25_tantivy import parse_size
+    from r1searcher.retrieval.bm25_tantivy_build import parse_size
 
     sizes = sorted(int(x) for x in args.sizes.split(","))
     data = Path(args.data) if args.data else REPO.parent / "shared" / "data"

@@ -69,7 +69,7 @@ def pick_engine(engine: str, corpus: str, max_memory: int) -> str:
 def _build_tantivy(args: argparse.Namespace, max_memory: int) -> int:
     from pathlib import Path
 
-    from r1searcher.retrieval.bm25_tantivy import build_tantivy, stream_corpus
+    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus
 
     t0 = time.perf_counter()
     m = build_tantivy(stream_corpus(args.corpus), args.out, stemmer=None if args.no_stem else "english",
@@ -88,7 +88,7 @@ def _build_tantivy(args: argparse.Namespace, max_memory: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from r1searcher.retrieval.bm25_tantivy import parse_size
+    from r1searcher.retrieval.bm25_tantivy_build import parse_size
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.retrieval.index import build_index
 

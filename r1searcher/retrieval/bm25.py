@@ -24,7 +24,7 @@ import numpy as np
 
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
-from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, write_table
+from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, scored_passages, write_table
 
 KIND = "bm25"
 MAX_QUERY_CHARS = 4096
@@ -176,9 +176,7 @@ class BM25Index:
 
     def search(self, queries: list[str], k: int, threads: int | None = None) -> list[list[Passage]]:
         """Top-``k`` passages per query, best first, each with its BM25 ``score``."""
-        return [
-            [_with_score(self._table.get(r), s) for r, s in hits] for hits in self.search_rows(queries, k, threads)
-        ]
+        return scored_passages(self._table, self.search_rows(queries, k, threads))
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> dict:
@@ -208,10 +206,6 @@ class BM25Index:
         if len(table) != m["passages"]:
             raise ValueError(f"{d}: manifest says {m['passages']} passages, store holds {len(table)}")
         return cls(bm, table, Analyzer(p["stemmer"], p["stopwords"]), p, m["corpus_sha256"])
-
-
-def _with_score(p: Passage, score: float) -> Passage:
-    return Passage(id=p.id, title=p.title, text=p.text, score=score)
 
 
 def _iter_table(table: PassageTable) -> Iterable[Passage]:

@@ -27,63 +27,30 @@ Layout of an index folder::
     passages.jsonl, offsets.npy   the passage store (:class:`~r1searcher.retrieval.store.DiskTable`)
     shard-000/ … shard-NNN/  one tantivy index per ``shard_size`` passages (rows in order)
 
-A build writes ``OUT.tmp/`` and renames it to ``OUT`` only when complete, so a killed build
-leaves nothing that loads; its finished shards are kept in ``OUT.tmp/`` and the next build of the
-same corpus and options resumes after them (``build.json`` records them).
+Building (streamed, bounded memory, resumable) is :mod:`r1searcher.retrieval.bm25_tantivy_build`.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import math
 import os
 import shutil
 import string
-import sys
-import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from r1searcher.retrieval.base import Passage, RetrieverError
-from r1searcher.retrieval.corpus import CorpusReadError, ErrorHandler, _record_from_json, passage_line, report_to_stderr
-from r1searcher.retrieval.manifest import MANIFEST, read_manifest, write_manifest
-from r1searcher.retrieval.store import OFFSETS_FILE, PASSAGES_FILE, DiskTable
+from r1searcher.retrieval.manifest import MANIFEST, read_manifest
+from r1searcher.retrieval.store import DiskTable, scored_passages
 
 KIND = "bm25"
 ENGINE = "tantivy"
 MIN_DEPTH = 30
 MAX_QUERY_CHARS = 4096
 MAX_QUERY_TERMS = 256
-DEFAULT_MAX_MEMORY = 4 * 1024**3
-#: Bytes of tantivy index per passage, measured (BENCHMARKS.md): sizes the default shard.
-INDEX_BYTES_PER_PASSAGE = 200
-#: Resident memory of the build process besides tantivy's arena: 43 MB after imports, ~125 MB
-#: peak with tantivy's smallest arena (15 MB) once its flushes and merges run (measured).
-BASE_RSS = 112 * 1024**2
 _TOKENIZER = "r1_simple"
-_STATE = "build.json"
-_OFFSETS_RAW = "offsets.bin"
-
-
-def parse_size(text: str | int) -> int:
-    """``"4G"`` / ``"512M"`` / ``"300000000"`` → bytes."""
-    if isinstance(text, int):
-        return text
-    s = str(text).strip().upper().removesuffix("B")
-    mult = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}.get(s[-1:], 1)
-    try:
-        v = float(s[:-1] if s[-1:] in "KMGT" else s) * mult
-    except ValueError:
-        raise ValueError(f"not a memory size: {text!r} (e.g. 4G, 512M)") from None
-    if v <= 0:
-        raise ValueError(f"memory size must be positive, got {text!r}")
-    return int(v)
 
 
 def make_analyzer(stemmer: str | None = "english", stopwords: str | None = "en"):
@@ -123,327 +90,6 @@ def _body(p: Passage, index_title: bool) -> str:
 
 def _files(d: Path) -> dict[str, int]:
     return {f.name: f.stat().st_size for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".")}
-
-
-def _peak_rss() -> int:
-    """VmHWM of this process in bytes (0 where /proc is absent)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-# ---------------------------------------------------------------------------------------- build
-def stream_corpus(path: str | Path, on_error: ErrorHandler = report_to_stderr) -> Iterator[tuple[Passage, int]]:
-    """(passage, bytes of the file read so far) for a corpus JSONL (``.gz`` welcome), line by line.
-
-    The byte position drives an honest progress bar/ETA without a counting pass. Malformed lines
-    are reported (``FILE:LINE: why``) and skipped; a file that cannot be read to its end raises
-    :class:`CorpusReadError` naming it and the last line read.
-    """
-    import zlib
-
-    p = str(path)
-    if not Path(p).is_file():
-        raise FileNotFoundError(f"corpus file not found: {p}")
-    raw = open(p, "rb")
-    stream = gzip.GzipFile(fileobj=raw) if p.endswith(".gz") else raw
-    row, lineno = 0, 0
-    try:
-        while True:
-            try:
-                line = stream.readline()
-            except (EOFError, OSError, zlib.error) as e:
-                what = "ends early (truncated .gz?)" if isinstance(e, EOFError) else f"cannot be read ({e})"
-                raise CorpusReadError(f"{p}: {what} after line {lineno}") from None
-            if not line:
-                return
-            lineno += 1
-            if not line.strip():
-                continue
-            try:
-                title, text, rid = _record_from_json(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
-                on_error(p, lineno, str(e).split("\n")[0])
-                continue
-            yield Passage(id=rid if rid is not None else str(row), title=title, text=text), raw.tell()
-            row += 1
-    finally:
-        raw.close()
-
-
-def default_shard_size(max_memory: int) -> int:
-    """Passages per shard: a shard's index stays within a quarter of the memory budget, so the
-    merges tantivy runs inside a shard (which read its segments) stay inside the budget too."""
-    return max(50_000, int(max_memory * 0.25 / INDEX_BYTES_PER_PASSAGE))
-
-
-def writer_heap(max_memory: int, threads: int) -> int:
-    """tantivy's indexing arena for a budget: what the budget leaves after the process's base
-    memory, halved for the arena's own overhead and merges; at least tantivy's 15 MB per thread."""
-    return max(15_000_000 * threads, int((max_memory - BASE_RSS) * 0.5))
-
-
-def _find_avgdl(node: dict) -> float:
-    if str(node.get("description", "")).startswith("avgdl"):
-        return float(node["value"])
-    for child in node.get("details", []) or []:
-        v = _find_avgdl(child)
-        if v:
-            return v
-    return 0.0
-
-
-class _ShardWriter:
-    """One shard being written: a tantivy writer with the budget's arena; rows in order."""
-
-    def __init__(self, directory: Path, analyzer_args: tuple, heap: int, threads: int):
-        import tantivy
-
-        directory.mkdir(parents=True)
-        self.dir = directory
-        self.index = tantivy.Index(_schema(), path=str(directory))
-        self.index.register_tokenizer(_TOKENIZER, make_analyzer(*analyzer_args))
-        self.writer = self.index.writer(heap_size=heap, num_threads=threads)
-        self.n = 0
-
-    def add(self, body: str, row: int) -> None:
-        import tantivy
-
-        d = tantivy.Document()
-        d.add_text("body", body)
-        d.add_unsigned("row", row)
-        self.writer.add_document(d)
-        self.n += 1
-
-    def finish(self, probe_terms: list[str]) -> dict:
-        """Commit, wait for merges, and describe the shard (documents, avgdl, file sizes).
-
-        tantivy keeps the exact total token count of the field but does not expose it to Python;
-        its score explanation prints ``avgdl`` = total tokens / documents, so one explained hit of
-        a term known to occur (``probe_terms``) gives it.
-        """
-        import tantivy
-
-        self.writer.commit()
-        self.writer.wait_merging_threads()
-        del self.writer
-        self.index.reload()
-        searcher = self.index.searcher()
-
-        avgdl = 0.0
-        for term in probe_terms:
-            q = tantivy.Query.term_query(self.index.schema, "body", term)
-            hits = searcher.search(q, 1, count=False).hits
-            if hits:
-                avgdl = _find_avgdl(json.loads(q.explain(searcher, hits[0][1]).to_json()))
-                break
-        # tantivy's avgdl is a float32 of an exact integer total: recover the total (exact to a few
-        # tokens in 10^8), so shards of one corpus add up to that corpus's average
-        return {"name": self.dir.name, "passages": self.n, "tokens": round(avgdl * self.n), "segments": searcher.num_segments,
-                "files": _files(self.dir)}
-
-
-def _fingerprint(source: str | Path | None) -> dict:
-    if source is None:
-        return {}
-    st = Path(source).stat()
-    return {"path": str(Path(source).resolve()), "size": st.st_size, "mtime": int(st.st_mtime)}
-
-
-def build_tantivy(
-    passages: Iterable[Passage] | Iterable[tuple[Passage, int]],
-    out: str | Path,
-    *,
-    stemmer: str | None = "english",
-    stopwords: str | None = "en",
-    k1: float = 0.9,
-    b: float = 0.4,
-    index_title: bool = True,
-    max_memory: int | str = DEFAULT_MAX_MEMORY,
-    shard_size: int | None = None,
-    threads: int | None = None,
-    source: str | Path | None = None,
-    total_bytes: int | None = None,
-    show_progress: bool = False,
-    _stop_after: int | None = None,
-) -> dict:
-    """Stream ``passages`` once into a sharded tantivy BM25 index at ``out``; return its manifest.
-
-    ``passages`` yields passages, or (passage, bytes read) pairs from :func:`stream_corpus` (then
-    ``total_bytes`` gives the progress bar its end). ``max_memory`` bounds the build's resident
-    memory (tantivy's arena and the shard size derive from it); ``shard_size`` overrides the
-    latter. With ``source`` (the corpus file), a killed build resumes after its last finished
-    shard when rerun with the same file and options. ``_stop_after`` (tests) simulates a kill
-    after that many passages.
-    """
-    max_memory = parse_size(max_memory)
-    if max_memory < BASE_RSS + 32 * 1024**2:
-        raise ValueError(f"max_memory {max_memory / 2**20:.0f} MiB is below what a build needs "
-                         f"({(BASE_RSS + 32 * 1024**2) / 2**20:.0f} MiB: interpreter + tantivy's smallest arena)")
-    # tantivy's arena is at least 15 MB per indexing thread: small budgets index with one
-    threads = threads or (min(2, os.cpu_count() or 1) if max_memory >= 512 * 1024**2 else 1)
-    shard_size = shard_size or default_shard_size(max_memory)
-    heap = writer_heap(max_memory, threads)
-    params = {"engine": ENGINE, "stemmer": stemmer, "stopwords": stopwords, "k1": k1, "b": b,
-              "index_title": index_title, "analyzer": "simple", "shard_size": shard_size}
-    make_analyzer(stemmer, stopwords)  # bad options fail before any work
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    key = {"source": _fingerprint(source), "params": params}
-    state = _resume_state(tmp, key) if source is not None else None
-    if state is None:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        state = {**key, "shards": [], "rows": 0, "bytes": 0}
-        _write_state(tmp, state)
-    done_rows = state["rows"]
-    t0 = time.perf_counter()
-
-    f_pass = open(tmp / PASSAGES_FILE, "r+b" if done_rows else "wb")
-    f_pass.truncate(state["bytes"])
-    f_pass.seek(state["bytes"])
-    f_off = open(tmp / _OFFSETS_RAW, "r+b" if done_rows else "wb")
-    f_off.truncate(8 * (done_rows + 1) if done_rows else 0)
-    f_off.seek(0, 2)
-    sha = hashlib.sha256()
-    if done_rows:  # the hash of the kept prefix, re-read from our own output
-        with open(tmp / PASSAGES_FILE, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                sha.update(block)
-    else:
-        f_off.write(np.int64(0).tobytes())
-    pos = state["bytes"]
-
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_bytes, desc="bm25 build", unit="B", unit_scale=True, mininterval=2.0)
-    writer: _ShardWriter | None = None
-    probe: list[str] = []
-    base = 0
-    analyzer = make_analyzer(stemmer, stopwords)
-    row = 0
-    offs: list[int] = []
-    try:
-        for item in passages:
-            p, nbytes = item if isinstance(item, tuple) else (item, None)
-            if row < done_rows:  # resumed: these are in finished shards already
-                row += 1
-                continue
-            if writer is None:
-                writer = _ShardWriter(tmp / f"shard-{len(state['shards']):03d}", (stemmer, stopwords), heap, threads)
-                probe, base = [], row
-            body = _body(p, index_title)
-            writer.add(body, row - base)
-            if len(probe) < 8 and body.strip():
-                probe.extend(analyzer.analyze(body)[:2])
-            line = passage_line(p).encode("utf-8")
-            f_pass.write(line)
-            sha.update(line)
-            pos += len(line)
-            offs.append(pos)
-            row += 1
-            if len(offs) >= 65536:
-                f_off.write(np.asarray(offs, dtype=np.int64).tobytes())
-                offs.clear()
-            if bar is not None and nbytes is not None and row % 1024 == 0:
-                bar.update(nbytes - bar.n)
-            if _stop_after is not None and row >= _stop_after:
-                raise KeyboardInterrupt(f"simulated kill after {row} passages")
-            if writer.n >= shard_size:
-                _close_shard(writer, probe, state, tmp, f_pass, f_off, offs, row, pos)
-                writer = None
-        if writer is not None and writer.n:
-            _close_shard(writer, probe, state, tmp, f_pass, f_off, offs, row, pos)
-            writer = None
-    finally:
-        if bar is not None:
-            bar.close()
-        f_off.write(np.asarray(offs, dtype=np.int64).tobytes())
-        f_pass.close()
-        f_off.close()
-    if not state["shards"]:
-        shutil.rmtree(tmp)
-        raise ValueError("cannot build a BM25 index over an empty corpus")
-    n = sum(s["passages"] for s in state["shards"])
-    tokens = sum(s["tokens"] for s in state["shards"])
-    if tokens <= 0:
-        shutil.rmtree(tmp)
-        raise ValueError("no indexable word in the whole corpus (all empty or stop words)")
-    _finish_offsets(tmp, n)
-    store = {k: v for k, v in _files(tmp).items() if k in (PASSAGES_FILE, OFFSETS_FILE)}
-    extra = {"shards": state["shards"], "avgdl": tokens / n, "build_seconds": round(time.perf_counter() - t0, 1),
-             "build_peak_rss": _peak_rss(), "max_memory": max_memory, "writer_heap": heap, "store_files": store}
-    m = write_manifest(tmp, KIND, sha.hexdigest(), n, params, **extra)
-    (tmp / _STATE).unlink(missing_ok=True)
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
-    return m
-
-
-def _close_shard(writer: _ShardWriter, probe, state, tmp, f_pass, f_off, offs, row, pos) -> None:
-    info = writer.finish(probe)
-    f_off.write(np.asarray(offs, dtype=np.int64).tobytes())
-    offs.clear()
-    f_pass.flush()
-    f_off.flush()
-    os.fsync(f_pass.fileno())
-    os.fsync(f_off.fileno())
-    state["shards"].append(info)
-    state["rows"], state["bytes"] = row, pos
-    _write_state(tmp, state)
-
-
-def _write_state(tmp: Path, state: dict) -> None:
-    t = tmp / (_STATE + ".tmp")
-    t.write_text(json.dumps(state, indent=1))
-    t.replace(tmp / _STATE)
-
-
-def _resume_state(tmp: Path, key: dict) -> dict | None:
-    """The recorded state of an unfinished build of the same corpus and options, else None."""
-    try:
-        state = json.loads((tmp / _STATE).read_text())
-    except (OSError, ValueError):
-        return None
-    if state.get("source") != key["source"] or state.get("params") != key["params"]:
-        return None
-    for s in state["shards"]:  # a finished shard must be intact to be kept
-        d = tmp / s["name"]
-        if not d.is_dir() or _files(d) != s["files"]:
-            return None
-    for d in tmp.glob("shard-*"):  # the shard that was being written when the build died
-        if d.name not in {s["name"] for s in state["shards"]}:
-            shutil.rmtree(d)
-    print(f"resuming the build in {tmp}: {len(state['shards'])} shard(s), {state['rows']:,} passages kept",
-          file=sys.stderr)
-    return state
-
-
-def _finish_offsets(tmp: Path, n: int) -> None:
-    """``offsets.bin`` (raw int64) → ``offsets.npy`` without holding it all in memory."""
-    raw = np.memmap(tmp / _OFFSETS_RAW, dtype=np.int64, mode="r")
-    if len(raw) != n + 1:
-        raise RuntimeError(f"offset table has {len(raw)} entries for {n} passages")
-    out = np.lib.format.open_memmap(tmp / OFFSETS_FILE, mode="w+", dtype=np.int64, shape=(n + 1,))
-    for s in range(0, n + 1, 1 << 22):
-        out[s:s + (1 << 22)] = raw[s:s + (1 << 22)]
-    out.flush()
-    del out, raw
-    (tmp / _OFFSETS_RAW).unlink()
 
 
 # --------------------------------------------------------------------------------------- search
@@ -510,6 +156,8 @@ class TantivyBM25:
     def build(cls, passages: Iterable[Passage], directory: str | Path | None = None, **opts) -> TantivyBM25:
         """Build over ``passages`` into ``directory`` (a temporary folder when None: :meth:`save` moves it)."""
         import tempfile
+
+        from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
 
         opts.pop("show_progress", None)
         d = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="r1-tantivy-")) / "index"
@@ -617,7 +265,7 @@ class TantivyBM25:
 
     def search(self, queries: list[str], k: int, threads: int | None = None) -> list[list[Passage]]:
         """Top-``k`` passages per query, best first, each with its BM25 ``score``."""
-        return [[_with_score(self._table.get(r), s) for r, s in hits] for hits in self.search_rows(queries, k)]
+        return scored_passages(self._table, self.search_rows(queries, k))
 
     def health(self) -> dict:
         """What the server's ``/health`` shows about this index."""
@@ -636,7 +284,3 @@ def _check_shard(d: Path, files: dict[str, int]) -> None:
             raise ValueError(f"{d}: damaged shard ({name} missing); rebuild the index")
         if f.stat().st_size != size:
             raise ValueError(f"{d}: damaged shard ({name} is {f.stat().st_size} bytes, manifest says {size}); rebuild the index")
-
-
-def _with_score(p: Passage, score: float) -> Passage:
-    return Passage(id=p.id, title=p.title, text=p.text, score=score)

@@ -39,7 +39,7 @@ import numpy as np
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.dense_vectors import VectorChunks, chunk_name, new_store, rerank as rerank_candidates
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
-from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, write_table
+from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, scored_passages, write_table
 
 KIND = "dense"
 DEFAULT_MODEL = "embedded:all-MiniLM-L6-v2"
@@ -448,9 +448,7 @@ class DenseIndex:
 
     def search(self, queries: list[str], k: int) -> list[list[Passage]]:
         """Top-``k`` passages per query by cosine similarity, best first, with ``score``."""
-        return [
-            [_with_score(self._table.get(r), s) for r, s in hits] for hits in self.search_rows(queries, k)
-        ]
+        return scored_passages(self._table, self.search_rows(queries, k))
 
     def save(self, directory: str | Path) -> dict:
         """Write ``faiss.index`` (+ ``vectors.f16.npy``), the passages and ``manifest.json``; return the manifest.
@@ -558,7 +556,3 @@ def _save_store(store: np.ndarray, path: Path) -> None:
     with open(tmp, "wb") as f:
         np.save(f, store)
     tmp.replace(path)
-
-
-def _with_score(p: Passage, score: float) -> Passage:
-    return Passage(id=p.id, title=p.title, text=p.text, score=score)

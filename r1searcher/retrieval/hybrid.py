@@ -20,6 +20,7 @@ from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.bm25 import BM25Index
 from r1searcher.retrieval.dense import DenseIndex
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
+from r1searcher.retrieval.store import scored_passages
 
 KIND = "hybrid"
 
@@ -97,11 +98,7 @@ class HybridIndex:
 
     def search(self, queries: list[str], k: int) -> list[list[Passage]]:
         """Top-``k`` fused passages per query, best first; ``score`` is the RRF score."""
-        table = self.bm25._table
-        out = []
-        for hits in self.search_rows(queries, k):
-            out.append([_with_score(table.get(r), s) for r, s in hits])
-        return out
+        return scored_passages(self.bm25._table, self.search_rows(queries, k))
 
     def save(self, directory: str | Path) -> dict:
         d = Path(directory)
@@ -119,7 +116,3 @@ class HybridIndex:
         m = read_manifest(d, KIND)
         p = m["params"]
         return cls(BM25Index.load(d / "bm25", mmap=mmap), DenseIndex.load(d / "dense", mmap=mmap), p["rrf_k"], tuple(p["weights"]), p["depth"])
-
-
-def _with_score(p: Passage, score: float) -> Passage:
-    return Passage(id=p.id, title=p.title, text=p.text, score=score)

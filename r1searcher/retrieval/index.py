@@ -42,7 +42,8 @@ def build_index(passages: Sequence[Passage], kind: str, **opts):
     """Build an index of ``kind`` over ``passages``; ``opts`` go to that kind's ``build``.
 
     ``kind="bm25", engine="tantivy"`` builds the sharded, bounded-memory engine
-    (:mod:`r1searcher.retrieval.bm25_tantivy`); its other options are that module's.
+    (:mod:`r1searcher.retrieval.bm25_tantivy`); its other options are ``build_tantivy``'s
+    (:mod:`r1searcher.retrieval.bm25_tantivy_build`).
     """
     engine = opts.pop("engine", "bm25s")
     if kind == "bm25" and engine == "tantivy":

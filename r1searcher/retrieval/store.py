@@ -89,6 +89,18 @@ class DiskTable:
         self._file.close()
 
 
+def scored_passages(table: PassageTable, hits: list[list[tuple[int, float]]]) -> list[list[Passage]]:
+    """``search_rows`` output (row, score) per query → the passages of ``table``, each with its score."""
+    out = []
+    for per_query in hits:
+        rows = []
+        for r, s in per_query:
+            p = table.get(r)
+            rows.append(Passage(id=p.id, title=p.title, text=p.text, score=s))
+        out.append(rows)
+    return out
+
+
 def write_table(passages: Iterable[Passage], directory: str | Path) -> tuple[str, int]:
     """Write ``passages.jsonl`` + ``offsets.npy`` into ``directory``; return (sha256, count)."""
     d = Path(directory)
