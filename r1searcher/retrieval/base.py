@@ -37,6 +37,15 @@ class Retriever(Protocol):
         ...
 
 
+def check_batch(queries: list[str], k: int) -> None:
+    """The arguments every ``search`` / ``search_rows`` takes: a list of queries (a bare string is
+    a caller's slip, not a batch of characters) and ``k >= 1``."""
+    if isinstance(queries, str):
+        raise TypeError("search takes a list of queries, not one string")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+
 def format_documents(passages: list[Passage], max_words: int | None = None) -> str:
     """The paper's numbered document lines: ``(1) Title: text\\n(2) …`` (``None`` when empty).
 

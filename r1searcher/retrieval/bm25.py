@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from r1searcher.retrieval.base import Passage
+from r1searcher.retrieval.base import Passage, check_batch
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
 from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, scored_passages, write_table
 
@@ -155,10 +155,7 @@ class BM25Index:
 
     def search_rows(self, queries: list[str], k: int, threads: int | None = None) -> list[list[tuple[int, float]]]:
         """(row, BM25 score) per query, best first; what :meth:`search` and hybrid fusion use."""
-        if isinstance(queries, str):
-            raise TypeError("search takes a list of queries, not one string")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_batch(queries, k)
         k = min(k, len(self))
         out: list[list[tuple[int, float]]] = [[] for _ in queries]
         qids = [self._query_ids(q) for q in queries]

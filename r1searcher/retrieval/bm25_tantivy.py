@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from r1searcher.retrieval.base import Passage, RetrieverError
+from r1searcher.retrieval.base import Passage, RetrieverError, check_batch
 from r1searcher.retrieval.manifest import MANIFEST, read_manifest
 from r1searcher.retrieval.store import DiskTable, scored_passages
 
@@ -248,10 +248,7 @@ class TantivyBM25:
 
     def search_rows(self, queries: list[str], k: int, threads: int | None = None) -> list[list[tuple[int, float]]]:
         """(row, exact BM25 score) per query, best first (ties: lower row first)."""
-        if isinstance(queries, str):
-            raise TypeError("search takes a list of queries, not one string")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_batch(queries, k)
         k = min(k, len(self))
         terms = [self.query_terms(q) for q in queries]
         out: list[list[tuple[int, float]]] = [[] for _ in queries]

@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from urllib.parse import urlsplit
 
-from r1searcher.retrieval.base import Passage, RetrieverError
+from r1searcher.retrieval.base import Passage, RetrieverError, check_batch
 
 APIS = ("auto", "retrieve", "queries")
 
@@ -211,10 +211,7 @@ class HttpRetriever:
     # ------------------------------------------------------------------ protocol
     def search(self, queries: list[str], k: int) -> list[list[Passage]]:
         """Top-``k`` passages per query; cached queries are answered locally, the rest in one request."""
-        if isinstance(queries, str):
-            raise TypeError("search takes a list of queries, not one string")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_batch(queries, k)
         out: list[list[Passage] | None] = [self.cache.get((q, k)) for q in queries]
         todo: dict[str, list[int]] = {}
         for i, (q, hit) in enumerate(zip(queries, out)):

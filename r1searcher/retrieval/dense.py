@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from r1searcher.retrieval.base import Passage
+from r1searcher.retrieval.base import Passage, check_batch
 from r1searcher.retrieval.dense_vectors import VectorChunks, chunk_name, new_store, rerank as rerank_candidates
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
 from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, scored_passages, write_table
@@ -428,10 +428,7 @@ class DenseIndex:
 
     def search_rows(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         """(row, cosine) per query, best first; empty/whitespace queries give ``[]``."""
-        if isinstance(queries, str):
-            raise TypeError("search takes a list of queries, not one string")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_batch(queries, k)
         for q in queries:
             if not isinstance(q, str):
                 raise TypeError(f"queries must be strings, got {type(q).__name__}")

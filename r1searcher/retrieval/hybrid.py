@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from r1searcher.retrieval.base import Passage
+from r1searcher.retrieval.base import Passage, check_batch
 from r1searcher.retrieval.bm25 import BM25Index
 from r1searcher.retrieval.dense import DenseIndex
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
@@ -87,10 +87,7 @@ class HybridIndex:
         return cls(bm, de, rrf_k, weights, depth)
 
     def search_rows(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
-        if isinstance(queries, str):
-            raise TypeError("search takes a list of queries, not one string")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_batch(queries, k)
         depth = max(k, self.depth)
         lex = self.bm25.search_rows(queries, depth) if self.weights[0] > 0 else [[] for _ in queries]
         sem = self.dense.search_rows(queries, depth) if self.weights[1] > 0 else [[] for _ in queries]

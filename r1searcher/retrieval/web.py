@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 import httpx
 
 from r1searcher import __version__
-from r1searcher.retrieval.base import Passage
+from r1searcher.retrieval.base import Passage, check_batch
 from r1searcher.retrieval.corpus import split_words
 from r1searcher.http_retry import RetryPolicy
 from r1searcher.retrieval.providers import SearchClient, SearchResult, get_provider
@@ -502,10 +502,7 @@ class WebRetriever:
     # -- protocol --------------------------------------------------------------------------------
     def search(self, queries: list[str], k: int) -> list[list[Passage]]:
         """Up to ``k`` passages per query, best first (see the module doc for how they are made)."""
-        if isinstance(queries, str):
-            raise TypeError("search takes a list of queries, not one string")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_batch(queries, k)
         if not all(isinstance(q, str) for q in queries):
             raise TypeError("queries must be strings")
         uniq = list(dict.fromkeys(queries))
