@@ -36,6 +36,27 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     hops = {s: {json.loads(x)["hops"] for x in (out / "world" / f"train_stage{s}.jsonl").read_text().splitlines()}
             for s in (1, 2)}
     assert hops[1] == {1, 2} and hops[2] == {1, 2, 3}
+    # stage 2 is weighted towards 2 hops (default 1:1,2:3,3:1) and every copy keeps a unique id,
+    # so the data loader keeps them all (a duplicate id would be skipped as a bad line)
+    from r1searcher.data.qa import load_qa
+
+    rows = [json.loads(x) for x in (out / "world" / "train_stage2.jsonl").read_text().splitlines()]
+    base = [r for r in rows if "~" not in r["id"]]
+    per_hop = {h: sum(r["hops"] == h for r in rows) / max(1, sum(r["hops"] == h for r in base)) for h in (1, 2, 3)}
+    assert per_hop == {1: 1.0, 2: 3.0, 3: 1.0}
+    assert len(load_qa(out / "world" / "train_stage2.jsonl")) == len(rows)
     assert (out / "training_curves.png").stat().st_size > 1000
     # The stage-2 run started from stage 1's checkpoint.
     assert "stage1" in (out / "stage2" / "config.yaml").read_text()
+
+
+def test_hop_weights_parse_and_refuse_nonsense():
+    import pytest
+
+    from r1searcher.demo import parse_hop_weights
+
+    assert parse_hop_weights("1:1, 2:3,3:0") == {1: 1, 2: 3, 3: 0}
+    assert parse_hop_weights("") == {}
+    for bad in ("2", "a:b", "0:1", "2:-1"):
+        with pytest.raises(ValueError, match="hop"):
+            parse_hop_weights(bad)
