@@ -261,6 +261,8 @@ def run_demo(spec: DemoSpec) -> dict:
         "after": {k: _short(v) for k, v in after.items()},
         "runs": {str(k): str(v) for k, v in runs.items()},
     }
+    if spec.task == "synthetic":
+        metrics["stage2_weights"] = spec.stage2_weights
     if held:
         metrics["stage1_skipped"] = why
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

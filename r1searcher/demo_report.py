@@ -118,6 +118,41 @@ def _hops_table(metrics: dict) -> list[str]:
     return lines
 
 
+def behaviour_rows(rows: list[dict]) -> list[dict]:
+    """What a searching policy does, per hop count: how often it searches 0 / 1 / ≥2 times, how
+    often it closes ``<answer>``, and its F1 (points) on the trajectories with one search and with
+    two or more. On 2-hop questions this is where RL's choice shows: one search and a guess, or a
+    second search."""
+    out = []
+    for h in sorted({r.get("hops") for r in rows if r.get("hops") is not None}):
+        hr = [r for r in rows if r.get("hops") == h]
+        one = [r for r in hr if r["n_searches"] == 1]
+        two = [r for r in hr if r["n_searches"] >= 2]
+
+        def f1(rs):
+            return round(100 * sum(r["f1"] for r in rs) / len(rs), 1) if rs else None
+
+        out.append({"hops": h, "n": len(hr), "searches_0": sum(r["n_searches"] == 0 for r in hr), "searches_1": len(one),
+                    "searches_2plus": len(two), "closed": sum(r["stop_reason_final"] == "answer" for r in hr),
+                    "f1_one_search": f1(one), "f1_two_plus": f1(two)})
+    return out
+
+
+def _behaviour_table(out: Path) -> list[str]:
+    lines = ["", "What the searching policy does (held-out questions; F1 in points on the trajectories with that many "
+             "searches):", "", "| method | hops | n | 0 searches | 1 search | ≥2 searches | closed `<answer>` | "
+             "F1, 1 search | F1, ≥2 searches |", "|---|---|---|---|---|---|---|---|---|"]
+    n0 = len(lines)
+    for name, path in (("iterative (before)", out / "before" / "iterative" / "predictions.jsonl"),
+                       ("rl (after)", out / "after" / "rl" / "predictions.jsonl")):
+        for b in behaviour_rows(_read_jsonl(path)):
+            cells = [b["n"], b["searches_0"], b["searches_1"], b["searches_2plus"], b["closed"],
+                     "–" if b["f1_one_search"] is None else b["f1_one_search"],
+                     "–" if b["f1_two_plus"] is None else b["f1_two_plus"]]
+            lines.append(f"| {name} | {b['hops']} | " + " | ".join(str(c) for c in cells) + " |")
+    return lines if len(lines) > n0 else []
+
+
 def _f1(metrics: dict, when: str, method: str, hops: str | None) -> float | None:
     m = metrics[when].get(method)
     if m is None:
@@ -167,7 +202,7 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
              "prompt; oracle: the gold passages in the prompt, an upper bound for one read; iterative: the search "
              "tag loop with one worked example). The direct methods get a plain short-answer prompt in the model's "
              "chat template (r1searcher/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
-    lines += _table(metrics) + _hops_table(metrics) + [""] + _goals(metrics)
+    lines += _table(metrics) + _hops_table(metrics) + _behaviour_table(out) + [""] + _goals(metrics)
     for png in (bars, curves):
         if png is not None:
             lines += [f"![{png.stem}]({png.name})", ""]

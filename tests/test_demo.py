@@ -32,6 +32,7 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     report = (out / "report.md").read_text()
     assert "| rl | after |" in report and "| oracle | before |" in report and "training_curves.png" in report
     assert "Goals (held-out" in report
+    assert "What the searching policy does" in report and "| rl (after) | 2 | 3 |" in report
     # the curriculum over hop counts: stage 1 trains on 1-2 hops, stage 2 on 1-3
     hops = {s: {json.loads(x)["hops"] for x in (out / "world" / f"train_stage{s}.jsonl").read_text().splitlines()}
             for s in (1, 2)}
@@ -60,3 +61,17 @@ def test_hop_weights_parse_and_refuse_nonsense():
     for bad in ("2", "a:b", "0:1", "2:-1"):
         with pytest.raises(ValueError, match="hop"):
             parse_hop_weights(bad)
+
+
+def test_behaviour_rows_count_searches_and_score_by_search_count():
+    from r1searcher.demo_report import behaviour_rows
+
+    rows = [{"hops": 2, "n_searches": 1, "stop_reason_final": "answer", "f1": 0.0},
+            {"hops": 2, "n_searches": 2, "stop_reason_final": "answer", "f1": 1.0},
+            {"hops": 2, "n_searches": 3, "stop_reason_final": "length", "f1": 0.0},
+            {"hops": 1, "n_searches": 0, "stop_reason_final": "eos", "f1": 0.5}]
+    one, two = behaviour_rows(rows)
+    assert one == {"hops": 1, "n": 1, "searches_0": 1, "searches_1": 0, "searches_2plus": 0, "closed": 0,
+                   "f1_one_search": None, "f1_two_plus": None}
+    assert two == {"hops": 2, "n": 3, "searches_0": 0, "searches_1": 1, "searches_2plus": 2, "closed": 2,
+                   "f1_one_search": 0.0, "f1_two_plus": 50.0}
