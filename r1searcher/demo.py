@@ -103,6 +103,7 @@ def _prepare_synthetic(spec: DemoSpec, out: Path) -> dict:
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
 
+    weights = parse_hop_weights(spec.stage2_weights)  # a malformed flag fails before any work
     world = generate_world(spec.entities, spec.seed, prose=spec.prose)
     paths = world.save(out / "world")
     if spec.eval_hops:
@@ -119,7 +120,6 @@ def _prepare_synthetic(spec: DemoSpec, out: Path) -> dict:
     files = {"eval": out / "world" / "eval.jsonl", "monitor": out / "world" / "monitor.jsonl"}
     _write_questions(held, files["eval"])
     _write_questions(monitor, files["monitor"])
-    weights = parse_hop_weights(spec.stage2_weights)
     for stage, hops in ((1, spec.stage1_hops), (2, spec.stage2_hops)):  # the hop curriculum
         files[f"train{stage}"] = out / "world" / f"train_stage{stage}.jsonl"
         qs = [q for q in world.train if q.hops <= hops]  # stage 2: weighted towards the hops that need a second search

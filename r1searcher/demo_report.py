@@ -128,14 +128,15 @@ def behaviour_rows(rows: list[dict]) -> list[dict]:
         hr = [r for r in rows if r.get("hops") == h]
         one = [r for r in hr if r["n_searches"] == 1]
         two = [r for r in hr if r["n_searches"] >= 2]
-
-        def f1(rs):
-            return round(100 * sum(r["f1"] for r in rs) / len(rs), 1) if rs else None
-
         out.append({"hops": h, "n": len(hr), "searches_0": sum(r["n_searches"] == 0 for r in hr), "searches_1": len(one),
                     "searches_2plus": len(two), "closed": sum(r["stop_reason_final"] == "answer" for r in hr),
-                    "f1_one_search": f1(one), "f1_two_plus": f1(two)})
+                    "f1_one_search": _mean_f1(one), "f1_two_plus": _mean_f1(two)})
     return out
+
+
+def _mean_f1(rows: list[dict]) -> float | None:
+    """Mean F1 in points (None for no rows)."""
+    return round(100 * sum(r["f1"] for r in rows) / len(rows), 1) if rows else None
 
 
 def _behaviour_table(out: Path) -> list[str]:

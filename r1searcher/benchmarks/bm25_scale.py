@@ -5,7 +5,7 @@
 For each size, the first N passages of one Wikipedia-like corpus (``_wiki_like``: unigrams of the
 shared corpus + an open-ended rare-word stream; generated once under ``--work``, or ``--corpus``)
 are indexed in a fresh subprocess (``index build --engine tantivy --max-memory``: build seconds,
-passages/s, peak RSS = the child's ``ru_maxrss``, disk), then served from another fresh
+passages/s, peak RSS = the child's own VmHWM, disk), then served from another fresh
 subprocess: load time, resident memory after load and after the queries, and queries/s at batch 1
 and batch 32 for the real questions of the four evaluation sets, the same ones at both batch sizes
 (after a warm-up of 256 of them). The
@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ def _questions(data: Path | None) -> list[str]:
     return qs
 
 
-def _child(code: str) -> tuple[dict, int, float]:
+def _child(code: str) -> tuple[dict, float]:
     """Run ``code`` in a fresh interpreter; (its last JSON line, wall seconds). Peak RSS is the
     child's own VmHWM, printed by it: ``ru_maxrss`` of children would carry the parent's RSS from
     before exec (and the largest earlier child's)."""
@@ -70,7 +71,7 @@ def _child(code: str) -> tuple[dict, int, float]:
 
 
 BUILD = """
-import itertools, json, resource
+import itertools, json
 from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus, _peak_rss
 m = build_tantivy(itertools.islice(stream_corpus({corpus!r}), {n}), {out!r}, max_memory={mem!r})
 disk = sum(sum(s['files'].values()) for s in m['shards'])
@@ -188,8 +189,6 @@ def run(args: argparse.Namespace) -> int:
     for n in sizes:
         out = work / f"tantivy-{n}"
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)
         _log(f"tantivy build {n:,}")
         b, wall = _child(BUILD.format(corpus=str(corpus), n=n, out=str(out), mem=mem))
@@ -204,8 +203,6 @@ def run(args: argparse.Namespace) -> int:
             res["bm25s"]["top5_agreement"] = _agreement(work / f"top-tantivy-{n}.json", work / f"top-bm25s-{n}.json")
             _log(f"  bm25s {res['bm25s']}")
         if not args.keep:
-            import shutil
-
             shutil.rmtree(out)
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=1))
@@ -220,8 +217,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bm25s(corpus: Path, n: int, work: Path, qfile: Path) -> dict:
-    import shutil
-
     out = work / f"bm25s-{n}"
     _log(f"bm25s build {n:,} (the baseline)")
     b, _ = _child(BM25S_BUILD.format(corpus=str(corpus), n=n, out=str(out)))

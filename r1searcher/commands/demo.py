@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from r1searcher.demo import DemoSpec
-
 HELP = "train and evaluate a small model end to end (world, index, baselines, RL stages 1+2, after, report)"
 
 
@@ -18,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="held-out questions per method (synthetic: 2-hop ones, plus --eval-one-hop 1-hop ones)")
     p.add_argument("--eval-one-hop", type=int, default=20, help="synthetic: held-out 1-hop questions per method")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stage2-weights", default=DemoSpec.stage2_weights,
+    p.add_argument("--stage2-weights", default="1:1,2:3,3:1",
                    help="synthetic: times each h-hop training question appears in stage 2's data, hop:weight,...")
     p.add_argument("--model", default="qwen-coder-0.5b",
                    help="qwen-coder-0.5b (installed by make demo), smollm2 (embedded), or a local HF folder")
@@ -26,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from r1searcher.demo import run_demo
+    from r1searcher.demo import DemoSpec, run_demo
 
     spec = DemoSpec(task=args.task, minutes=args.minutes, out=args.out, entities=args.entities,
                     eval_questions=args.eval_questions, eval_one_hop=args.eval_one_hop, seed=args.seed, model=args.model,
