@@ -13,6 +13,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("R1SEARCHER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--assume-bf16-cpu", action="store_true",
+        help="run as on a CPU with native bf16 (AMX / AVX512-BF16): dtype=auto picks bf16 everywhere "
+             "(emulated, slow, on AVX2-only CPUs). Catches tests that only pass in fp32.",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--assume-bf16-cpu", default=False):
+        import r1searcher.models as models
+
+        models.cpu_has_fast_bf16 = lambda cpuinfo=None: True
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "MANIFEST.md").exists():
