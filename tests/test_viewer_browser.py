@@ -58,7 +58,7 @@ class Browser:
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
         url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
         self.ws = websocket.create_connection(url, timeout=60, suppress_origin=True)
-        self.next_id, self.events = 0, []
+        self.next_id, self.events, self.dialogs = 0, [], []
         self.send("Page.enable")
         self.send("Emulation.setDeviceMetricsOverride", width=1400, height=1000, deviceScaleFactor=1, mobile=False)
 
@@ -67,6 +67,10 @@ class Browser:
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv())
+            if msg.get("method") == "Page.javascriptDialogOpening":  # alert(): record it, dismiss it, go on
+                self.dialogs.append(msg["params"].get("message", ""))
+                self.ws.send(json.dumps({"id": 10**9 + len(self.dialogs), "method": "Page.handleJavaScriptDialog",
+                                         "params": {"accept": False}}))
             if msg.get("id") == self.next_id:
                 if "error" in msg:
                     raise RuntimeError(f"{method}: {msg['error']}")
@@ -80,22 +84,28 @@ class Browser:
         return res["result"].get("value")
 
     def open(self, path: Path, timeout: float = 60) -> float:
-        """Load the page; return seconds from navigation to the viewer's first render."""
+        """Load the page; return seconds from navigation to the viewer's first render.
+
+        ``dialogs`` collects the message of every alert/confirm/prompt the page opens (each is dismissed).
+        """
         t0 = time.perf_counter()
         self.send("Page.navigate", url=path.resolve().as_uri())
         while self.js("document.body && document.body.dataset.ready") not in ("1", "error"):
             if time.perf_counter() - t0 > timeout:
-                raise TimeoutError("the viewer did not render")
+                stuck = self.js("(document.getElementById('summary') || document.body || {}).textContent")
+                raise TimeoutError(f"the viewer did not render in {timeout:.0f} s (page shows: {stuck!r:.200})")
             time.sleep(0.02)
         assert self.js("document.body.dataset.ready") == "1", self.js("document.body.innerText.slice(0, 2000)")
         return time.perf_counter() - t0
 
-    def click(self, selector: str) -> None:
-        """A real mouse click (press and release) at the element's centre."""
-        box = self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
+    def click(self, selector: str, where: str | None = None) -> None:
+        """A real mouse click (press and release) at the element's centre: the first match of ``selector``,
+        or the element the JavaScript expression ``where`` gives (for values no CSS selector can quote)."""
+        find = where or f"document.querySelector({json.dumps(selector)})"
+        box = self.js(f"(() => {{ const e = {find}; if (!e) return null;"
                       f" e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect();"
                       f" return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
-        assert box is not None, f"nothing matches {selector}"
+        assert box is not None, f"nothing matches {where or selector}"
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
@@ -151,6 +161,7 @@ def test_viewer_renders_filters_and_compares(browser, tmp_path):
     assert [r["kind"] for r in runs] == ["eval", "eval", "train"] and 20 <= n_eval <= 40
     browser.open(page)
     assert browser.count() == len(rows) == 12 * 4 + 2 * n_eval
+    assert browser.js("document.getElementById('issues').textContent") == ""  # nothing damaged, nothing bad
 
     # facets: real clicks on chips; counts follow the data
     browser.click(_chip("stop", "answer"))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = ("write one self-contained HTML page (opens offline) over training samples and eval predictions: "
         "filters, sorting, text search, segments and loss mask, two eval runs side by side")
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.viewer.page import write_viewer
 
     compress = {"auto": None, "yes": True, "no": False}[args.compress]
-    out = write_viewer(args.paths, args.out, args.title, compress)
+    out = write_viewer(args.paths, args.out, args.title, compress,
+                       warn=lambda issue: print(f"r1searcher view: warning: {issue}", file=sys.stderr))
     print(f"written: {out} ({out.stat().st_size / 1e6:.2f} MB) — open it in a browser (file://{out.resolve()})")
     return 0

@@ -1,4 +1,9 @@
-"""The viewer page's CSS and JavaScript (vanilla, no libraries: the page must open offline)."""
+"""The viewer page's CSS and JavaScript (vanilla, no libraries: the page must open offline).
+
+Everything the script writes into the page goes through ``esc`` (``fmt`` escapes its result too),
+numbers included: the rows come from files on disk, and a field that should hold a number may hold
+markup. Only the page's own constants (class names, column titles) are written as they are.
+"""
 
 CSS = r"""
 :root{--bg:#fff;--fg:#1f2328;--mut:#6b7280;--line:#e5e7eb;--chip:#f3f4f6;--acc:#2563eb;
@@ -52,14 +57,16 @@ margin:0;padding:8px 10px;border:1px solid var(--line);border-radius:6px;backgro
 .cols h3{margin:6px 0 0;padding-left:16px;font-size:13px}
 .diff{font-size:11px;border-radius:4px;padding:0 5px}.diff.d0{background:#fde68a}.diff.d1{background:#e0e7ff}.diff.d2{background:var(--chip)}
 .empty{padding:24px 16px;color:var(--mut)}
+.warn{padding:4px 16px;background:#fef3c7;color:#78350f;font-size:13px;border-bottom:1px solid #fde68a}
+.bad-values code{background:#fee2e2;padding:0 4px;border-radius:3px;white-space:pre-wrap;word-break:break-all}
 """
 
 JS = r"""
 (async function () {
 "use strict";
 const $ = (s) => document.querySelector(s);
-const esc = (s) => String(s == null ? "" : s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
-const fmt = (x, d = 3) => (x == null ? "–" : (+x).toFixed(d).replace(/\.?0+$/, "") || "0");
+const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+const fmt = (x, d = 3) => esc(x == null ? "–" : (+x).toFixed(d).replace(/\.?0+$/, "") || "0");
 
 async function loadData() {
   const el = document.getElementById("data");
@@ -117,13 +124,14 @@ function detail(r) {
   const mark = r.ok == null ? "" : r.ok ? ' <span class="ok">✓ correct</span>' : ' <span class="bad">✗ wrong</span>';
   const parts = Object.entries(r.parts || {}).map(([k, v]) => `<span>${esc(k)} ${typeof v === "number" ? fmt(v) : esc(v)}</span>`).join("");
   const maskNote = r.mask === "recorded" ? "loss mask recorded at rollout" : "loss mask from the document tags";
+  const bad = r.bad ? `<div class="kv bad-values"><b>Bad values</b>` + Object.entries(r.bad).map(([k, v]) => `<span>${esc(k)}: <code>${esc(v)}</code></span>`).join(" · ") + ` <span class="n">(wrong type: left out)</span></div>` : "";
   return `<div class="detail">
 <div class="kv"><b>Question</b>${esc(r.q)}</div>
 <div class="kv"><b>Gold</b>${esc((r.gold || []).join(" | "))}</div>
 <div class="kv"><b>Prediction</b><span class="k-answer">${esc(r.pred == null ? "(no answer)" : r.pred)}</span>${mark}</div>
 <div class="kv"><b>Reward</b>${r.r == null ? "–" : "<b>" + fmt(r.r) + "</b>"} <span class="parts">${parts}</span></div>
-<div class="kv"><b>Scores</b>F1 ${fmt(r.f1)} · EM ${fmt(r.em)} · cover-EM ${fmt(r.cem)} · stop <span class="stop ${esc(r.stop)}">${esc(r.stop)}</span> · searches ${r.ns}</div>
-<div class="kv"><b>Source</b>${esc(run.label)}${run.method && run.method !== "train" ? " (" + esc(run.method) + ")" : ""} · ${esc(r.ds)}${r.st != null ? " · step " + r.st : ""}${r.id != null ? " · id " + esc(r.id) : ""}</div>
+<div class="kv"><b>Scores</b>F1 ${fmt(r.f1)} · EM ${fmt(r.em)} · cover-EM ${fmt(r.cem)} · stop <span class="stop ${esc(r.stop)}">${esc(r.stop)}</span> · searches ${esc(r.ns ?? "–")}</div>
+<div class="kv"><b>Source</b>${esc(run.label)}${run.method && run.method !== "train" ? " (" + esc(run.method) + ")" : ""} · ${esc(r.ds)}${r.st != null ? " · step " + esc(r.st) : ""}${r.id != null ? " · id " + esc(r.id) : ""}</div>${bad}
 <div class="legend"><span class="k-think">think</span><span class="k-query">query</span><span class="k-documents">documents</span><span class="k-answer">answer</span><span class="u">not trained (loss mask 0)</span>${maskNote}</div>
 <pre class="resp">${renderResponse(r)}</pre></div>`;
 }
@@ -134,7 +142,7 @@ const FACETS = [
   {key: "ds", title: "dataset", get: (r) => r.ds},
   {key: "stop", title: "stop reason", get: (r) => r.stop},
   {key: "ok", title: "correct (cover-EM)", get: (r) => (r.ok == null ? "no gold" : r.ok ? "correct" : "wrong")},
-  {key: "ns", title: "searches", get: (r) => (r.ns >= 4 ? "4+" : String(r.ns))},
+  {key: "ns", title: "searches", get: (r) => (r.ns == null ? "?" : r.ns >= 4 ? "4+" : String(r.ns))},
 ];
 const VALUES = {};
 for (const f of FACETS) {
@@ -160,7 +168,7 @@ function passes(i, r, tm) {  // the text and step filters
   if (S.stepMax != null && (r.st == null || r.st > S.stepMax)) return false;
   return true;
 }
-const SORTS = {order: null, step: (r) => r.st ?? -1, reward: (r) => r.r ?? -1e9, f1: (r) => r.f1 ?? -1, searches: (r) => r.ns, length: (r) => r.text.length};
+const SORTS = {order: null, step: (r) => r.st ?? -1, reward: (r) => r.r ?? -1e9, f1: (r) => r.f1 ?? -1, searches: (r) => r.ns ?? -1, length: (r) => r.text.length};
 
 function filtered() {  // the rows shown, and per facet the counts under every other filter (one pass)
   const tm = textOk(S.text);
@@ -196,13 +204,13 @@ function renderFacets(counts) {
     h += `<div class="lab">${f.title}</div><div class="chips" data-facet="${f.key}">` + VALUES[f.key].map((v) => {
       const n = counts ? counts[f.key].get(v) || 0 : 0, on = S.sel[f.key].has(v);
       if (S.tab === "compare" && !n && !on) return "";
-      return `<button class="chip${on ? " on" : ""}${n ? "" : " zero"}" data-facet="${f.key}" data-v="${esc(v)}">${esc(f.label ? f.label(v) : v)}<span class="n">${counts ? n : ""}</span></button>`;
+      return `<button class="chip${on ? " on" : ""}${n ? "" : " zero"}" data-facet="${f.key}" data-v="${esc(v)}">${esc(f.label ? f.label(v) : v)}<span class="n">${counts ? esc(n) : ""}</span></button>`;
     }).join("") + "</div>";
   }
-  if (HAS_STEPS && S.tab === "list") h += `<div class="lab">step</div><div><input id="f-stepmin" type="number" placeholder="from" value="${S.stepMin ?? ""}"> – <input id="f-stepmax" type="number" placeholder="to" value="${S.stepMax ?? ""}"></div>`;
+  if (HAS_STEPS && S.tab === "list") h += `<div class="lab">step</div><div><input id="f-stepmin" type="number" placeholder="from" value="${esc(S.stepMin)}"> – <input id="f-stepmax" type="number" placeholder="to" value="${esc(S.stepMax)}"></div>`;
   h += `<div class="lab">text</div><div><input id="f-text" type="search" placeholder="question, gold, prediction or response contains…" value="${esc(S.text)}"></div>`;
   if (S.tab === "compare") {
-    const pick = (which) => EVAL_RUNS.map((i) => `<button class="chip${S[which] === i ? " on" : ""}" data-pick="${which}" data-v="${i}">${esc(FACETS[0].label(i))}</button>`).join("");
+    const pick = (which) => EVAL_RUNS.map((i) => `<button class="chip${S[which] === i ? " on" : ""}" data-pick="${which}" data-v="${esc(i)}">${esc(FACETS[0].label(i))}</button>`).join("");
     h += `<div class="lab">run A</div><div class="chips" id="pickA">${pick("cmpA")}</div><div class="lab">run B</div><div class="chips" id="pickB">${pick("cmpB")}</div>`;
     h += `<div class="lab">show</div><div class="chips"><button id="only-diff" class="chip${S.onlyDiff ? " on" : ""}">only where A and B differ</button></div>`;
   }
@@ -212,7 +220,7 @@ function renderFacets(counts) {
 function pager(total) {
   const pages = Math.max(1, Math.ceil(total / S.per));
   S.page = Math.min(S.page, pages - 1);
-  return `<div class="pager"><button id="prev"${S.page ? "" : " disabled"}>‹ prev</button><span id="pageinfo">page ${S.page + 1} of ${pages}</span><button id="next"${S.page < pages - 1 ? "" : " disabled"}>next ›</button></div>`;
+  return `<div class="pager"><button id="prev"${S.page ? "" : " disabled"}>‹ prev</button><span id="pageinfo">page ${esc(S.page + 1)} of ${esc(pages)}</span><button id="next"${S.page < pages - 1 ? "" : " disabled"}>next ›</button></div>`;
 }
 function mean(idx, f) { let s = 0, n = 0; for (const i of idx) { const v = f(R[i]); if (v != null) { s += v; n++; } } return n ? s / n : null; }
 
@@ -220,13 +228,13 @@ function renderList() {
   const {idx, counts} = filtered();
   renderFacets(counts);
   const acc = mean(idx, (r) => (r.ok == null ? null : +r.ok));
-  $("#summary").innerHTML = `<b id="count">${idx.length}</b> of ${R.length} trajectories · mean reward <b>${fmt(mean(idx, (r) => r.r))}</b> · mean F1 <b>${fmt(mean(idx, (r) => r.f1))}</b> · correct <b>${acc == null ? "–" : (100 * acc).toFixed(1) + "%"}</b> · searches/trajectory <b>${fmt(mean(idx, (r) => r.ns), 2)}</b>`;
+  $("#summary").innerHTML = `<b id="count">${esc(idx.length)}</b> of ${esc(R.length)} trajectories · mean reward <b>${fmt(mean(idx, (r) => r.r))}</b> · mean F1 <b>${fmt(mean(idx, (r) => r.f1))}</b> · correct <b>${esc(acc == null ? "–" : (100 * acc).toFixed(1) + "%")}</b> · searches/trajectory <b>${fmt(mean(idx, (r) => r.ns), 2)}</b>`;
   const col = (k, t, cls = "") => `<span class="sort${cls}${S.sort === k ? " on" : ""}" data-sort="${k}">${t}${S.sort === k ? (S.desc ? " ▼" : " ▲") : ""}</span>`;
   let h = `<div class="grid head">${col("order", "run · dataset")}${col("step", "step", " num")}<span>stop</span>${col("searches", "srch", " num")}${col("reward", "reward", " num")}${col("f1", "F1", " num")}<span></span><span>question</span>${col("length", "prediction")}</div>`;
   const page = idx.slice(S.page * S.per, (S.page + 1) * S.per);
   for (const i of page) {
     const r = R[i], open = S.open.has(i);
-    h += `<div class="grid row${open ? " open" : ""}" data-i="${i}"><span title="${esc(RUNS[r.s].label)}">${esc(RUNS[r.s].label)} · ${esc(r.ds)}</span><span class="num">${r.st ?? ""}</span><span><span class="stop ${esc(r.stop)}">${esc(r.stop)}</span></span><span class="num">${r.ns}</span><span class="num">${fmt(r.r)}</span><span class="num">${fmt(r.f1, 2)}</span><span>${r.ok == null ? "" : r.ok ? '<span class="ok">✓</span>' : '<span class="bad">✗</span>'}</span><span title="${esc(r.q)}">${esc(r.q)}</span><span>${esc(r.pred ?? "")}</span></div>`;
+    h += `<div class="grid row${open ? " open" : ""}" data-i="${esc(i)}"><span title="${esc(RUNS[r.s].label)}">${esc(RUNS[r.s].label)} · ${esc(r.ds)}</span><span class="num">${esc(r.st)}</span><span><span class="stop ${esc(r.stop)}">${esc(r.stop)}</span></span><span class="num">${esc(r.ns ?? "–")}</span><span class="num">${fmt(r.r)}</span><span class="num">${fmt(r.f1, 2)}</span><span>${r.ok == null ? "" : r.ok ? '<span class="ok">✓</span>' : '<span class="bad">✗</span>'}</span><span title="${esc(r.q)}">${esc(r.q)}</span><span>${esc(r.pred ?? "")}</span></div>`;
     if (open) h += detail(r);
   }
   if (!idx.length) h += `<div class="empty">No trajectory matches these filters.</div>`;
@@ -255,17 +263,17 @@ function pairs() {
   return {out, counts};
 }
 function renderCompare() {
-  if (EVAL_RUNS.length < 2) { $("#filters").innerHTML = ""; $("#summary").innerHTML = ""; $("#main").innerHTML = `<div class="empty">Side by side needs two eval runs (predictions.jsonl) on the same questions; this page has ${EVAL_RUNS.length}.</div>`; return; }
+  if (EVAL_RUNS.length < 2) { $("#filters").innerHTML = ""; $("#summary").innerHTML = ""; $("#main").innerHTML = `<div class="empty">Side by side needs two eval runs (predictions.jsonl) on the same questions; this page has ${esc(EVAL_RUNS.length)}.</div>`; return; }
   const {out, counts} = pairs();
   renderFacets(counts);
   const n = (f) => out.filter(f).length, A = (p) => R[p.i], B = (p) => R[p.j];
-  $("#summary").innerHTML = `<b id="count">${out.length}</b> questions in both · A right, B wrong: <b>${n((p) => A(p).ok && !B(p).ok)}</b> · A wrong, B right: <b>${n((p) => !A(p).ok && B(p).ok)}</b> · both right: <b>${n((p) => A(p).ok && B(p).ok)}</b> · both wrong: <b>${n((p) => !A(p).ok && !B(p).ok)}</b> · predictions differ: <b>${n((p) => p.d < 2)}</b>`;
-  const mk = (r) => `${r.ok == null ? "" : r.ok ? '<span class="ok">✓</span> ' : '<span class="bad">✗</span> '}${esc(r.pred ?? "(no answer)")} <span class="n">F1 ${fmt(r.f1, 2)} · ${r.ns} srch</span>`;
+  $("#summary").innerHTML = `<b id="count">${esc(out.length)}</b> questions in both · A right, B wrong: <b>${esc(n((p) => A(p).ok && !B(p).ok))}</b> · A wrong, B right: <b>${esc(n((p) => !A(p).ok && B(p).ok))}</b> · both right: <b>${esc(n((p) => A(p).ok && B(p).ok))}</b> · both wrong: <b>${esc(n((p) => !A(p).ok && !B(p).ok))}</b> · predictions differ: <b>${esc(n((p) => p.d < 2))}</b>`;
+  const mk = (r) => `${r.ok == null ? "" : r.ok ? '<span class="ok">✓</span> ' : '<span class="bad">✗</span> '}${esc(r.pred ?? "(no answer)")} <span class="n">F1 ${fmt(r.f1, 2)} · ${esc(r.ns ?? "–")} srch</span>`;
   const lab = ["correct differs", "answer differs", "same"];
   let h = `<div class="cmpgrid head"><span>question</span><span>A: ${esc(RUNS[S.cmpA].label)}</span><span>B: ${esc(RUNS[S.cmpB].label)}</span><span></span></div>`;
   for (const p of out.slice(S.page * S.per, (S.page + 1) * S.per)) {
     const a = R[p.i], b = R[p.j], k = p.i + ":" + p.j, open = S.open.has(k);
-    h += `<div class="cmpgrid row${open ? " open" : ""}" data-pair="${k}"><span title="${esc(a.q)}">${esc(a.q)}</span><span>${mk(a)}</span><span>${mk(b)}</span><span><span class="diff d${p.d}">${lab[p.d]}</span></span></div>`;
+    h += `<div class="cmpgrid row${open ? " open" : ""}" data-pair="${esc(k)}"><span title="${esc(a.q)}">${esc(a.q)}</span><span>${mk(a)}</span><span>${mk(b)}</span><span><span class="diff d${p.d}">${lab[p.d]}</span></span></div>`;
     if (open) h += `<div class="cols"><div><h3>A: ${esc(RUNS[a.s].label)}</h3>${detail(a)}</div><div><h3>B: ${esc(RUNS[b.s].label)}</h3>${detail(b)}</div></div>`;
   }
   if (!out.length) h += `<div class="empty">No question is in both runs under these filters.</div>`;
@@ -304,10 +312,17 @@ document.addEventListener("input", (e) => {
   clearTimeout(timer);
   timer = setTimeout(() => { const pos = e.target.selectionStart; render(); const el = document.getElementById(id); if (el) { el.focus(); try { el.setSelectionRange(pos, pos); } catch (_) {} } }, 150);
 });
-$("#tabs").innerHTML = `<button data-tab="list">trajectories (${R.length})</button>` + (EVAL_RUNS.length >= 2 ? `<button data-tab="compare">side by side</button>` : "");
+$("#tabs").innerHTML = `<button data-tab="list">trajectories (${esc(R.length)})</button>` + (EVAL_RUNS.length >= 2 ? `<button data-tab="compare">side by side</button>` : "");
 $("#runs").textContent = RUNS.map((r) => `${r.label}: ${r.n}`).join(" · ");
+$("#issues").innerHTML = RUNS.flatMap((r) => r.issues || []).map((t) => `<div class="warn">⚠ ${esc(t)}</div>`).join("");
 render();
 window.__viewer = {rows: R.length, readyMs: performance.now(), dataMs: tData - t0, renderMs: performance.now() - tData};
 document.body.dataset.ready = "1";
-})().catch((e) => { document.body.insertAdjacentHTML("afterbegin", `<pre style="color:#b91c1c">viewer error: ${String(e && e.stack || e)}</pre>`); document.body.dataset.ready = "error"; });
+})().catch((e) => {  // the message may quote the data: text, not markup
+  const pre = document.createElement("pre");
+  pre.style.color = "#b91c1c";
+  pre.textContent = "viewer error: " + String(e && e.stack || e);
+  document.body.prepend(pre);
+  document.body.dataset.ready = "error";
+});
 """

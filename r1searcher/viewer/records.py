@@ -11,6 +11,11 @@ Every source becomes the same compact row (short keys: 10k rows are embedded in 
     q question   gold [aliases]   pred prediction or None   r reward or None   parts {component: value}
     f1 / em / cem scores or None   ok correct (cover-EM, the paper's accuracy) or None
     stop stop reason   ns searches   text response   um [[start, end), …] untrained chars   mask "recorded" | "tags"
+    bad {field: value as text}, only on a row with values of the wrong type (see :mod:`.fields`)
+
+A damaged line (not JSON, not an object, not UTF-8) is skipped, not the end of the file: the valid
+lines before and after it are all shown, and the run's ``issues`` say which lines were skipped and
+which fields held bad values, so the page (and ``r1searcher view``) can warn about them.
 """
 
 from __future__ import annotations
@@ -20,18 +25,50 @@ import os
 from pathlib import Path
 
 from r1searcher.tags import DOCS_CLOSE, DOCS_OPEN
+from r1searcher.viewer.fields import Fields
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a torn last line of a killed run
-                    break
-    return rows
+LISTED = 5  # line numbers named in a warning; the rest are counted
+
+
+def read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], list[int]]:
+    """``([(line number, record)], damaged line numbers)``: every JSON-object line, and those that are not.
+
+    Line numbers count from 1 and include blank lines, as an editor shows them. A torn last line of a
+    killed run is damaged like any other.
+    """
+    records, damaged = [], []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                d = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                d = None
+            if isinstance(d, dict):
+                records.append((n, d))
+            else:
+                damaged.append(n)
+    return records, damaged
+
+
+def _lines(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:LISTED]))
+    more = f" and {len(numbers) - LISTED} more" if len(numbers) > LISTED else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {shown}{more}"
+
+
+def file_issues(path: Path, damaged: list[int], bad_lines: dict[str, list[int]]) -> list[str]:
+    """One-line warnings about a file's damaged lines and bad values (none when it had neither)."""
+    out = []
+    if damaged:
+        out.append(f"{path}: {len(damaged)} damaged line{'s' if len(damaged) > 1 else ''} skipped ({_lines(damaged)})")
+    if bad_lines:
+        n = sum(map(len, bad_lines.values()))
+        where = "; ".join(f"{k} on {_lines(v)}" for k, v in bad_lines.items())
+        out.append(f"{path}: {n} bad value{'s' if n > 1 else ''} left out (wrong type: {where})")
+    return out
 
 
 def untrained_spans(tokenizer, response_ids: list[int], loss_mask: list[int], text: str) -> list[list[int]] | None:
@@ -94,30 +131,39 @@ def doc_spans(text: str) -> list[list[int]]:
         pos = b
 
 
-def _num(x):
-    return None if x is None else round(float(x), 4)
+def _row(f: Fields, source: int, dataset: str, **row) -> dict:
+    """The row, with the values its record's fields failed to hold (``bad``) when there were any."""
+    if f.bad:
+        row["bad"] = dict(f.bad)
+    return {"s": source, "ds": dataset, **row}
 
 
 def train_row(d: dict, source: int, dataset: str) -> dict:
-    has_gold = "answers" in d
-    um = d.get("untrained")
-    return {"s": source, "ds": dataset, "st": d.get("step"), "id": None, "q": d.get("question", ""),
-            "gold": d.get("answers") or [], "pred": d.get("pred"), "r": _num(d.get("reward")),
-            "parts": {**(d.get("reward_parts") or {}), **({"why": "; ".join(d["reward_reasons"])} if d.get("reward_reasons") else {})},
-            "f1": _num(d.get("f1")), "em": _num(d.get("em")), "cem": _num(d.get("cover_em")),
-            "ok": bool(d.get("cover_em")) if has_gold else None, "stop": d.get("stop_reason", "?"),
-            "ns": d.get("n_searches", 0), "text": d.get("text", ""),
-            "um": um if um is not None else doc_spans(d.get("text", "")), "mask": "recorded" if um is not None else "tags"}
+    """The row of one ``samples.jsonl`` record (see the module docstring for the keys)."""
+    f = Fields(d)
+    text = f.text("text")
+    um = f.spans("untrained", len(text))
+    reasons = "; ".join(f.texts("reward_reasons"))
+    cem = f.number("cover_em")
+    return _row(f, source, dataset, st=f.count("step"), id=None, q=f.text("question"), gold=f.texts("answers"),
+                pred=f.text("pred", None), r=f.number("reward"),
+                parts={**f.parts("reward_parts"), **({"why": reasons} if reasons else {})},
+                f1=f.number("f1"), em=f.number("em"), cem=cem, ok=bool(cem) if f.has("answers") else None,
+                stop=f.text("stop_reason", "?"), ns=f.count("n_searches", 0), text=text,
+                um=um if um is not None else doc_spans(text), mask="recorded" if um is not None else "tags")
 
 
 def eval_row(d: dict, source: int, dataset: str) -> dict:
-    text = d.get("gen_text_store", "")
-    pred = d.get("pred_ans")
-    return {"s": source, "ds": dataset, "st": None, "id": d.get("id"), "q": d.get("question", ""),
-            "gold": d.get("answers") or ([d["answer"]] if d.get("answer") else []), "pred": pred if pred else None,
-            "r": None, "parts": {}, "f1": _num(d.get("f1")), "em": _num(d.get("em")), "cem": _num(d.get("cover_em")),
-            "ok": bool(d.get("cover_em")) if "cover_em" in d else None, "stop": d.get("stop_reason_final", "?"),
-            "ns": d.get("n_searches", 0), "text": text, "um": doc_spans(text), "mask": "tags"}
+    """The row of one ``predictions.jsonl`` record (``r1searcher eval``); its untrained spans are the document blocks."""
+    f = Fields(d)
+    text = f.text("gen_text_store")
+    gold = f.texts("answers") or [g for g in f.texts("answer") if g]
+    cem = f.number("cover_em")
+    return _row(f, source, dataset, st=None, id=f.text("id", None), q=f.text("question"), gold=gold,
+                pred=f.text("pred_ans", None) or None, r=None, parts={},
+                f1=f.number("f1"), em=f.number("em"), cem=cem, ok=bool(cem) if f.has("cover_em") else None,
+                stop=f.text("stop_reason_final", "?"), ns=f.count("n_searches", 0), text=text, um=doc_spans(text),
+                mask="tags")
 
 
 def _train_dataset(run: Path) -> str:
@@ -160,20 +206,25 @@ def _is_dataset_folder(folder: Path) -> bool:
     """True when the folder is named after its dataset (``r1searcher eval --out DIR`` writes DIR/<stem>/)."""
     m = folder / "metrics.json"
     if m.exists():
-        ds = json.loads(m.read_text()).get("dataset")
-        return bool(ds) and Path(ds).stem == folder.name
+        meta = json.loads(m.read_text())
+        ds = meta.get("dataset") if isinstance(meta, dict) else None
+        return bool(ds) and Path(str(ds)).stem == folder.name
     return False
 
 
 def _eval_meta(f: Path) -> tuple[str, str]:
     m = f.parent / "metrics.json"
     meta = json.loads(m.read_text()) if m.exists() else {}
-    ds = Path(meta["dataset"]).stem if meta.get("dataset") else f.parent.name
-    return ds, str(meta.get("method", ""))
+    meta = meta if isinstance(meta, dict) else {}
+    ds = Path(str(meta["dataset"])).stem if meta.get("dataset") else f.parent.name
+    return ds, str(meta.get("method") or "")
 
 
 def load_rows(paths: list[str | Path]) -> tuple[list[dict], list[dict]]:
-    """``(runs, rows)`` over every run found under ``paths``; an eval run's datasets share its entry."""
+    """``(runs, rows)`` over every run found under ``paths``; an eval run's datasets share its entry.
+
+    A run's ``issues`` lists one-line warnings (damaged lines skipped, bad values left out) for its files.
+    """
     runs: dict[str, dict] = {}
     rows: list[dict] = []
     for kind, label, f in find_sources(paths):
@@ -181,10 +232,16 @@ def load_rows(paths: list[str | Path]) -> tuple[list[dict], list[dict]]:
             ds, method = _train_dataset(f.parent), "train"
         else:
             ds, method = _eval_meta(f)
-        run = runs.setdefault(label, {"label": label, "kind": kind, "method": method, "datasets": [], "n": 0})
+        run = runs.setdefault(label, {"label": label, "kind": kind, "method": method, "datasets": [], "n": 0, "issues": []})
         index = list(runs).index(label)
-        new = [(train_row if kind == "train" else eval_row)(d, index, ds) for d in _read_jsonl(f)]
+        records, damaged = read_jsonl(f)
+        bad_lines: dict[str, list[int]] = {}
+        for n, d in records:
+            row = (train_row if kind == "train" else eval_row)(d, index, ds)
+            for key in row.get("bad", ()):
+                bad_lines.setdefault(key, []).append(n)
+            rows.append(row)
         run["datasets"].append(ds)
-        run["n"] += len(new)
-        rows += new
+        run["n"] += len(records)
+        run["issues"] += file_issues(f, damaged, bad_lines)
     return list(runs.values()), rows
