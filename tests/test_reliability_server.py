@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import select
 import socket
+import threading
 import time
 
 import httpx
@@ -143,3 +144,181 @@ def test_server_url_without_scheme_is_refused_at_once(url):
     with pytest.raises(ValueError, match="must start with http:// or https://"):
         HttpRetriever(url, retries=16)
     assert time.perf_counter() - t0 < 1.0
+
+
+# ---------------------------------------------------------------------------------------------- one request
+# cannot stall the others: work limits, slices, a time budget, timeouts for half-sent requests
+class GatedIndex:
+    """A real BM25 index that records the queries of every call and holds its first call until
+    ``gate`` is set (and, with ``hold_after``, every call after that many until ``rest`` is set), so
+    a test can line requests up while the index is busy (no timing involved)."""
+
+    def __init__(self, inner: BM25Index, hold_after: int | None = None):
+        self.inner, self.calls, self.hold_after = inner, [], hold_after
+        self.busy, self.gate, self.rest = threading.Event(), threading.Event(), threading.Event()
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def search(self, queries, k):
+        self.calls.append(list(queries))
+        self.busy.set()
+        if len(self.calls) == 1:
+            assert self.gate.wait(30), "the test never opened the gate"
+        elif self.hold_after is not None and len(self.calls) > self.hold_after:
+            assert self.rest.wait(30), "the test never let the rest through"
+        return self.inner.search(queries, k)
+
+
+def _bm25() -> BM25Index:
+    return BM25Index.build([Passage(id=f"p{i:07d}", title=t, text=x) for i, (t, x) in enumerate(DOCS)])
+
+
+def _wait_for(cond, what: str, seconds: float = 20.0) -> None:
+    deadline = time.time() + seconds
+    while not cond():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_big_request_does_not_hold_up_a_small_one():
+    """160 queries at k=5 arrive first and keep the index busy; a one-query request sent meanwhile
+    shares the next index call (the big one is searched in slices) and is answered first."""
+    from r1searcher.retrieval.server import ServerLimits as Limits
+
+    index = GatedIndex(_bm25(), hold_after=2)  # calls after the 2nd wait until the small one is answered
+    big = [f"{t} {x}" for t, x in DOCS] * 40  # 160 long queries
+    s = ThreadServer(create_app(index, Limits(max_queries=200, slice_results=40), {"kind": "bm25"}))
+    finished: list[str] = []
+    replies: dict[str, httpx.Response] = {}
+
+    def post(name: str, payload: dict) -> None:
+        replies[name] = httpx.post(f"{s.url}/queries", json=payload, timeout=60)
+        finished.append(name)
+        index.rest.set()
+
+    try:
+        t_big = threading.Thread(target=post, args=("big", {"queries": big, "k": 5}))
+        t_big.start()
+        assert index.busy.wait(20)  # the first slice of the big request is in the index
+        t_small = threading.Thread(target=post, args=("small", {"queries": ["Jackie Robinson baseball"], "k": 1}))
+        t_small.start()
+        _wait_for(lambda: httpx.get(f"{s.url}/health").json()["requests"] == 2, "the small request to be queued")
+        index.gate.set()
+        t_small.join(30)
+        t_big.join(30)
+        assert finished == ["small", "big"]
+        assert replies["small"].json()["ids"] == [["p0000003"]]
+        want = index.inner.search(big, 5)
+        assert replies["big"].json()["ids"] == [[p.id for p in r] for r in want]  # slices put back in order
+        assert index.calls[1][-1] == "Jackie Robinson baseball"  # the second index call, not the last
+        assert max(len(c) for c in index.calls) <= 40 // 5 + 1 and len(index.calls) >= 160 // 8
+    finally:
+        index.gate.set()
+        index.rest.set()
+        s.stop()
+
+
+@pytest.mark.parametrize(
+    "payload,words",
+    [
+        ({"queries": ["Los Angeles"] * 30, "k": 5, "topk": 5}, "k=5 = 150 results in one request; the limit is 100"),
+        ({"queries": ["x"] * 11, "k": 10, "topk": 10}, "k=10 = 110 results in one request; the limit is 100"),
+        ({"queries": ["Los Angeles", " ".join(["word"] * 9)]}, "queries[1] has 9 words; the limit is 8"),
+    ],
+    ids=["queries-x-k", "queries-x-topk", "words"],
+)
+def test_work_limits_are_a_4xx_naming_the_limit_and_the_flag(payload, words):
+    from r1searcher.retrieval.server import ServerLimits as Limits
+
+    s = ThreadServer(create_app(_bm25(), Limits(max_results=100, max_query_words=8), {"kind": "bm25"}))
+    try:
+        for path in ("/queries", "/retrieve"):
+            r = httpx.post(f"{s.url}{path}", json=payload)
+            assert r.status_code == 413 and words in r.json()["error"], r.text
+            assert ("--max-results" if "results" in words else "--max-query-words") in r.json()["error"]
+        ok = httpx.post(f"{s.url}/queries", json={"queries": ["Los Angeles"] * 20, "k": 5})  # exactly the limit
+        assert ok.status_code == 200 and len(ok.json()["ids"]) == 20
+    finally:
+        s.stop()
+
+
+def test_a_request_over_its_time_budget_is_a_503_and_the_rest_of_it_is_not_searched():
+    from r1searcher.retrieval.server import ServerLimits as Limits
+
+    index = GatedIndex(_bm25())
+    s = ThreadServer(create_app(index, Limits(slice_results=8, request_timeout_s=0.5), {"kind": "bm25"}))
+    try:
+        r = httpx.post(f"{s.url}/queries", json={"queries": ["Los Angeles"] * 40, "k": 1}, timeout=30)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert "time budget of 0.5 s" in r.json()["error"] and "--request-timeout" in r.json()["error"]
+        index.gate.set()
+        ok = httpx.post(f"{s.url}/queries", json={"queries": ["Jackie Robinson"], "k": 1}, timeout=30)
+        assert ok.status_code == 200 and ok.json()["ids"] == [["p0000003"]]
+        assert [len(c) for c in index.calls] == [8, 1]  # one slice of the 40 queries, then the next request
+        h = httpx.get(f"{s.url}/health").json()
+        assert h["timeouts"] == 1 and h["errors_5xx"] == 0
+    finally:
+        index.gate.set()
+        s.stop()
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """(whether the server closed the connection within ``seconds``, what it sent before)."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True, got
+            got += chunk
+    except (TimeoutError, socket.timeout):
+        return False, got
+    except ConnectionResetError:
+        return True, got
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    """Under ``r1searcher serve``'s uvicorn configuration, with short timeouts."""
+    from r1searcher.retrieval.server import ServerLimits as Limits
+
+    limits = Limits(header_timeout_s=0.5, body_timeout_s=0.5, keep_alive_s=60)
+    s = ThreadServer(create_app(_bm25(), limits, {"kind": "bm25"}), limits)
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("sent", [
+    b"",  # connected, never sent a byte
+    b"POST /queries HTTP/1.1\r\nHost: x\r\nContent-Le",  # half a header block
+    b"POST /quer",  # half a request line
+], ids=["nothing", "half-headers", "half-request-line"])
+def test_half_sent_headers_are_closed_in_bounded_time(strict_server, sent):
+    with socket.create_connection(("127.0.0.1", strict_server.port)) as s:
+        s.sendall(sent)
+        closed, _ = _closed_within(s, 10.0)  # the old server held the connection forever
+    assert closed
+
+
+def test_half_sent_body_is_a_408_and_the_connection_is_closed(strict_server):
+    with socket.create_connection(("127.0.0.1", strict_server.port)) as s:
+        s.sendall(b"POST /queries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n" + b'{"queries": ["Lo')
+        closed, reply = _closed_within(s, 10.0)
+    assert closed and _status(reply) == 408 and b"did not arrive within 0.5 s" in reply
+    assert httpx.get(f"{strict_server.url}/health").json()["errors_5xx"] == 0
+
+
+def test_half_sent_second_request_on_a_kept_alive_connection_is_closed(strict_server):
+    with socket.create_connection(("127.0.0.1", strict_server.port)) as s:
+        body = b'{"queries": ["Jackie Robinson"], "k": 1}'
+        s.sendall(b"POST /queries HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        s.settimeout(10)
+        first = s.recv(65536)
+        assert _status(first) == 200 and b"p0000003" in first
+        time.sleep(1.0)  # longer than the header timeout: a live keep-alive connection is not cut for idling
+        s.sendall(b"POST /queries HTTP/1.1\r\nHost: x\r\n")  # then half a second request
+        closed, _ = _closed_within(s, 10.0)
+    assert closed

@@ -38,13 +38,20 @@ def free_port() -> int:
 
 
 class ThreadServer:
-    """uvicorn in a daemon thread, stopped through ``should_exit``."""
+    """uvicorn in a daemon thread, stopped through ``should_exit``; with ``limits``, under the
+    configuration ``r1searcher serve`` runs (header and keep-alive timeouts)."""
 
-    def __init__(self, app):
+    def __init__(self, app, limits: ServerLimits | None = None):
         import uvicorn
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        if limits is None:
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
+        else:
+            from r1searcher.retrieval.server import uvicorn_config
+
+            config = uvicorn_config(app, "127.0.0.1", self.port, limits, "error")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.time() + 20
@@ -349,3 +356,53 @@ def test_auto_falls_back_to_queries_when_retrieve_is_missing(index):
     finally:
         s.stop()
     assert isinstance(app, FastAPI)
+
+
+def test_port_out_of_range_is_refused_by_the_parser(capsys):
+    """``serve --port 99999`` used to print 99999 and listen elsewhere."""
+    from r1searcher.cli import build_parser
+
+    for bad in ("99999", "-1", "eighty"):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["serve", "--index", "idx", "--port", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--port" in err and ("between 0 and 65535" in err or "not a port number" in err)
+    assert build_parser().parse_args(["serve", "--index", "idx", "--port", "0"]).port == 0
+
+
+def test_port_0_serves_on_a_free_port_and_prints_it(index, tmp_path):
+    """``serve --port 0`` prints the port it actually listens on (not 0), and answers there."""
+    import re
+
+    index.save(tmp_path / "idx")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "r1searcher.cli", "serve", "--index", str(tmp_path / "idx"), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)  # the line comes once the socket is bound, before the first request
+        line = got[0] if got else b""
+        m = re.search(rb"on (http://127\.0\.0\.1:(\d+)) \(POST /retrieve", line)
+        assert m, line.decode(errors="replace")
+        assert int(m.group(2)) != 0
+        r = httpx.get(f"{m.group(1).decode()}/health", timeout=10)
+        assert r.status_code == 200 and r.json()["passages"] == len(DOCS)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_port_taken_is_a_one_line_error(index, tmp_path):
+    from r1searcher.retrieval.server import bind_socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind_socket("127.0.0.1", port).close()

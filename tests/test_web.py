@@ -44,7 +44,8 @@ def populate(w: World) -> None:
 
 
 def make(w: World, **kw) -> WebRetriever:
-    opts = dict(provider=w.provider, base_url=w.url, api_key=KEY, backoff_s=0.01, rps=0)
+    opts = dict(provider=w.provider, base_url=w.url, api_key=KEY, backoff_s=0.01, rps=0,
+                allow_private_urls=True)  # the fake web is on loopback, which is refused by default
     opts.update(kw)
     return WebRetriever(**opts)
 
@@ -412,3 +413,107 @@ def test_declared_charset_and_empty_queries(world):
         res = r.search(["cafe", "   "], 1)
     assert res[0][0].text == "Un café au lait est une boisson chaude." and res[1] == []
     assert world.count("search") == 1  # the blank query never reaches the provider
+
+
+# ---------------------------------------------------------------------------------------------- safety
+def test_loopback_pages_are_not_fetched_unless_allowed(world):
+    """A search result pointing at this machine (an SSRF risk on the open web) is not fetched by
+    default: its snippet stands in. Nothing is cached, so allowing it later fetches the pages."""
+    populate(world)
+    with make(world, allow_private_urls=False) as r:
+        [res] = r.search([Q], 3)
+        page = r.pages.fetch(f"{world.url}/wiki/Alan_Turing")
+    assert world.count("page") == 0 and world.count("search") == 1
+    assert sorted(p.text for p in res) == sorted(h[2] for h in HITS)  # the three snippets stand in
+    assert "127.0.0.1 is a loopback address" in page.error and "R1SEARCHER_WEB_ALLOW_PRIVATE_URLS=1" in page.error
+    with make(world) as r:  # allowed (the test default): the same pages are fetched now
+        [res] = r.search([Q], 3)
+    assert world.count("page") == 3 and "Maida Vale" in res[0].text
+
+
+def test_names_and_spellings_of_loopback_are_refused_too(world):
+    """``localhost``, and 2130706433 (127.0.0.1 as one number: found by resolving the name on the
+    request, not by parsing it) are refused; no request reaches the server."""
+    port = world.url.rsplit(":", 1)[1]
+    world.pages["/p"] = (200, "text/html", TURING)
+    with make(world, allow_private_urls=False) as r:
+        for url in (f"http://localhost:{port}/p", f"http://2130706433:{port}/p", f"http://[::ffff:127.0.0.1]:{port}/p"):
+            page = r.pages.fetch(url)
+            assert page.error and page.error.startswith("not fetched: ") and "loopback" in page.error, (url, page)
+    assert world.count("page") == 0
+
+
+def test_connect_time_guard_refuses_what_a_name_resolves_to():
+    """The connection itself goes only to a vetted public address (a DNS answer that changes after
+    the request check cannot reach loopback)."""
+    import httpcore
+
+    from r1searcher.retrieval.urlguard import BLOCKED_MARK, PublicOnlyBackend
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        backend = PublicOnlyBackend(httpcore.SyncBackend())
+        for host in ("localhost", "127.0.0.1", "2130706433"):
+            with pytest.raises(httpcore.ConnectError, match=f"^{BLOCKED_MARK}{host} resolves to 127.0.0.1, a loopback"):
+                backend.connect_tcp(host, port, timeout=5)
+
+
+@pytest.mark.parametrize("host,problem", [
+    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("[::ffff:127.0.0.1]", "loopback"),
+    ("10.1.2.3", "private"), ("172.16.0.1", "private"), ("192.168.1.1", "private"), ("fd00::1", "private"),
+    ("169.254.169.254", "link-local"), ("fe80::1", "link-local"), ("0.0.0.0", "unspecified"),
+    ("100.64.0.1", "not a public address"), ("localhost", "loopback"), ("app.localhost", "loopback"),
+    ("8.8.8.8", None), ("2001:4860:4860::8888", None), ("en.wikipedia.org", None),
+])
+def test_which_hosts_are_refused(host, problem):
+    from r1searcher.retrieval.urlguard import BlockedURL, check_host
+
+    if problem is None:
+        check_host(host, resolve=False)
+    else:
+        with pytest.raises(BlockedURL, match=problem):
+            check_host(host, resolve=False)
+
+
+def test_allow_private_urls_from_the_environment(clean_env, monkeypatch):
+    assert WebConfig.from_env().allow_private_urls is False  # the default: refuse
+    for raw, want in (("1", True), ("yes", True), ("0", False), ("off", False)):
+        monkeypatch.setenv("R1SEARCHER_WEB_ALLOW_PRIVATE_URLS", raw)
+        assert WebConfig.from_env().allow_private_urls is want
+    monkeypatch.setenv("R1SEARCHER_WEB_ALLOW_PRIVATE_URLS", "maybe")
+    with pytest.raises(ValueError, match="R1SEARCHER_WEB_ALLOW_PRIVATE_URLS"):
+        WebConfig.from_env()
+
+
+def test_credentials_in_urls_and_keys_never_show(world):
+    """user:password in the base URLs and the API key are used but shown nowhere: describe()
+    (what /health and serve's log print), repr of the config, error messages."""
+    populate(world)
+    world.provider = "searxng"
+    secret_url = world.url.replace("http://", "http://alice:s3cret-pw@")
+    with make(world, base_url=secret_url, api_key="key-0123456789", summary_base_url=f"{secret_url}/v1",
+               summary_model="tiny-summariser", summary_api_key="sum-key-987654") as r:
+        [res] = r.search([Q], 1)
+        shown = repr(r.describe()) + repr(r.cfg) + repr(r.cfg.shown())
+    assert res and res[0].id.endswith("/wiki/Alan_Turing")
+    search = next(q for q in world.requests if q.path == "/search")
+    assert search.headers["authorization"] == "Basic " + __import__("base64").b64encode(b"alice:s3cret-pw").decode()
+    for secret in ("s3cret-pw", "key-0123456789", "sum-key-987654"):
+        assert secret not in shown
+    world.script = lambda route, n, req: _json(500, {"error": "boom at " + secret_url}) if route == "search" else None
+    with make(world, base_url=secret_url, retries=0, use_cache=False) as r, pytest.raises(RetrieverError) as e:
+        r.search(["another query"], 1)
+    assert "s3cret-pw" not in str(e.value) and "alice" not in str(e.value) and "HTTP 500" in str(e.value)
+
+
+def test_credentials_in_summariser_errors_never_show(world):
+    populate(world)
+    world.script = lambda route, n, req: _json(500, {"error": "model crashed"}) if route == "chat" else None
+    secret_url = world.url.replace("http://", "http://bob:hunter2-pw@")
+    with make(world, summary_base_url=f"{secret_url}/v1", summary_model="tiny-summariser", retries=0) as r:
+        assert "hunter2-pw" not in repr(r.describe())
+        with pytest.raises(RetrieverError) as e:
+            r.search([Q], 3)
+    assert "hunter2-pw" not in str(e.value) and "summariser" in str(e.value)

@@ -16,6 +16,7 @@ def _env(monkeypatch, w: World, provider: str = "brave") -> None:
     monkeypatch.setenv("R1SEARCHER_WEB_PROVIDER", provider)
     monkeypatch.setenv("R1SEARCHER_WEB_BASE_URL", w.url)
     monkeypatch.setenv("R1SEARCHER_WEB_API_KEY", KEY)
+    monkeypatch.setenv("R1SEARCHER_WEB_ALLOW_PRIVATE_URLS", "1")  # the fake web's pages are on loopback
 
 
 def test_search_web_json(world, monkeypatch, capsys):
@@ -51,7 +52,8 @@ def test_search_web_errors_are_one_line(world, monkeypatch, capsys):
 
 
 def test_serve_web_speaks_both_retrieval_apis(world, monkeypatch, tmp_path):
-    """``serve --web`` in its own process; HttpRetriever (what rollouts use) reads it over both APIs."""
+    """``serve --web`` in its own process; HttpRetriever (what rollouts use) reads it over both APIs.
+    The base URL carries user:password, which neither /health nor the server's log shows."""
     import os
     import socket
     import subprocess
@@ -64,6 +66,7 @@ def test_serve_web_speaks_both_retrieval_apis(world, monkeypatch, tmp_path):
 
     populate(world)
     _env(monkeypatch, world, "serper")
+    monkeypatch.setenv("R1SEARCHER_WEB_BASE_URL", world.url.replace("http://", "http://carol:pa55word-x@"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -83,12 +86,16 @@ def test_serve_web_speaks_both_retrieval_apis(world, monkeypatch, tmp_path):
                 time.sleep(0.2)
         assert health is not None, (tmp_path / "serve.log").read_text()
         assert health["kind"] == "web" and health["provider"] == "serper" and health["endpoint"] == f"{world.url}/search"
+        assert "pa55word" not in json.dumps(health) and health["allow_private_urls"] is True
         for api in ("queries", "retrieve"):
             with HttpRetriever(url, api=api, retries=0) as client:
                 [res] = client.search([Q], 3)
             assert res[0].id == f"{world.url}/wiki/Alan_Turing" and res[0].title == "Alan Turing - Wikipedia"
             assert "Maida Vale" in res[0].text and len(res) == 3
         assert world.count("search") == 1  # the second API call was served from the cache
+        log.flush()
+        shown = (tmp_path / "serve.log").read_text()
+        assert f"serper at {world.url}/search) on {url} " in shown and "pa55word" not in shown
     finally:
         proc.terminate()
         try:

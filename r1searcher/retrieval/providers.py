@@ -18,6 +18,10 @@ every client of the same endpoint in the process), retries with exponential back
 timeouts and connection errors (``Retry-After`` honoured), no retry on other 4xx, and a
 :class:`~r1searcher.retrieval.base.RetrieverError` naming the provider and the URL when it gives up:
 401/403 say the key was rejected, a missing key is refused before any request is sent.
+
+Credentials never show: ``user:password@`` in a base URL is taken out of the URL and sent as HTTP
+Basic auth, and every message (and :attr:`SearchClient.shown_url`, what ``/health`` and logs print)
+has user info, key-like query parameters and the API key masked (:mod:`~r1searcher.retrieval.redact`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import httpx
 
 from r1searcher.http_retry import RetryPolicy
 from r1searcher.retrieval.base import RetrieverError
+from r1searcher.retrieval.redact import redact_text, redact_url, url_secrets
 
 KEY_ENV = "R1SEARCHER_WEB_API_KEY"
 _TAG = re.compile(r"<[^>]+>")
@@ -110,7 +115,8 @@ class Provider:
                 "to your instance (e.g. http://127.0.0.1:8888)"
             )
         if not re.match(r"^https?://", base):
-            raise RetrieverError(f"web search provider {self.name!r}: base URL must start with http:// or https://, got {base!r}")
+            raise RetrieverError(f"web search provider {self.name!r}: base URL must start with http:// or https://, "
+                                 f"got {redact_url(base)!r}")
         return base if base.endswith(self.path) else base + self.path
 
     def request(self, query: str, n: int) -> dict[str, Any]:
@@ -224,10 +230,18 @@ class SearchClient:
         user_agent: str = "r1searcher",
     ) -> None:
         self.provider = get_provider(provider) if isinstance(provider, str) else provider
-        self.url = self.provider.endpoint(base_url)
+        self._secrets = [api_key, *url_secrets(base_url)]
+        url = self.provider.endpoint(base_url)
+        parsed = httpx.URL(url)
+        auth = None
+        if parsed.userinfo:  # user:password@ goes as Basic auth, never inside the URL (logs, errors)
+            auth = httpx.BasicAuth(parsed.username, parsed.password)
+            url = str(parsed.copy_with(username=None, password=None))
+        self.url = url
+        self.shown_url = redact_url(url)  # for messages, /health and logs: key-like query values masked
         if self.provider.needs_key and not api_key:
             raise RetrieverError(
-                f"web search provider {self.provider.name!r} at {self.url} needs an API key: set {KEY_ENV} "
+                f"web search provider {self.provider.name!r} at {self.shown_url} needs an API key: set {KEY_ENV} "
                 f"(or pick another provider with R1SEARCHER_WEB_PROVIDER={'|'.join(PROVIDERS)})"
             )
         headers = {"Accept": "application/json", "User-Agent": user_agent}
@@ -235,7 +249,7 @@ class SearchClient:
             headers[self.provider.key_header] = api_key
         self.retry = retry or RetryPolicy()
         self.limiter = shared_limiter(self.provider.name, self.url, rps)
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers)
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers, auth=auth)
         self._count_lock = threading.Lock()
         self.n_requests = 0  # HTTP attempts, retries included
 
@@ -243,10 +257,20 @@ class SearchClient:
         self._http.close()
 
     def _what(self) -> str:
-        return f"web search provider {self.provider.name!r} at {self.url}"
+        return f"web search provider {self.provider.name!r} at {self.shown_url}"
+
+    def _error(self, message: str) -> RetrieverError:
+        """A RetrieverError whose message shows no credential (a reply may echo the key or URL)."""
+        return RetrieverError(redact_text(message, self._secrets))
 
     def search(self, query: str, n: int) -> list[SearchResult]:
         """The top ``n`` hits for ``query``, best first."""
+        try:
+            return self._search(query, n)
+        except RetrieverError as e:
+            raise self._error(str(e)) from None
+
+    def _search(self, query: str, n: int) -> list[SearchResult]:
         kwargs = self.provider.request(query, n)
         attempts = self.retry.retries + 1
         last = ""
@@ -268,7 +292,7 @@ class SearchClient:
                         reply = resp.json()
                     except ValueError:
                         raise RetrieverError(f"{self._what()} sent a reply that is not JSON: {resp.text[:200]!r}") from None
-                    return self.provider.parse(reply, self.url)[:n]
+                    return self.provider.parse(reply, self.shown_url)[:n]
                 if code in (401, 403):
                     raise RetrieverError(
                         f"{self._what()} rejected the request (HTTP {code}: {_error_text(resp)}); {self.provider.forbidden_hint}"

@@ -20,7 +20,17 @@ and dense search are far cheaper per query in batches (one encoder forward, one 
 Requests go into an asyncio queue; one worker takes everything queued (after one event-loop
 turn, or ``batch_wait_ms`` if set; up to ``max_batch_queries``), runs one ``index.search`` in a
 worker thread, and hands each request its slice; requests arriving meanwhile form the next batch. Bad input never reaches the index: every
-limit (body size, batch size, query length, k) answers a 4xx JSON ``{"error": …}`` naming it.
+limit (body size, batch size, query length in characters and words, k, queries × k) answers a 4xx
+JSON ``{"error": …}`` naming it and the ``r1searcher serve`` flag that raises it.
+
+No request can stall the others: a request is searched in slices of about ``slice_results``
+results (queries × k), one slice per waiting request per index call, so a small request that
+arrives while a big one is being searched shares the next index call instead of queueing behind
+the whole big request. A request not answered within ``request_timeout_s`` (queue time included)
+gets a 503 with ``Retry-After`` and the rest of it is never searched. Connections that stop
+half-way are closed: a request's headers must arrive within ``header_timeout_s`` (a uvicorn
+protocol subclass, :func:`uvicorn_config`) and its body within ``body_timeout_s`` (a 408, then the
+connection is closed); idle keep-alive connections close after ``keep_alive_s``.
 
 Per-request cost: ``/retrieve`` and ``/queries`` are raw ASGI endpoints that :class:`_App` calls
 directly, skipping Starlette's middleware stack, router and Request/Response objects; replies are
@@ -38,11 +48,15 @@ that hangs up before its body arrived is counted in ``disconnects``, not in ``er
 import asyncio
 import json
 import re
+import socket
 import time
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from r1searcher.retrieval.base import Passage, Retriever
+from r1searcher.retrieval.server_limits import ServerLimits
 
 try:  # 5-10x faster than json.dumps for the replies; optional (requests are always parsed by json.loads)
     import orjson as _orjson
@@ -93,19 +107,6 @@ def memory() -> dict:
 
 
 @dataclass
-class ServerLimits:
-    """Request limits; anything beyond them is refused with a 4xx naming the limit."""
-
-    max_body_bytes: int = 4 << 20
-    max_queries: int = 1024
-    max_query_chars: int = 4096
-    max_k: int = 100
-    default_k: int = 3  # R1-Searcher's /queries default; /retrieve defaults to the same
-    batch_wait_ms: float = 0.0  # 0: take what is ready now (batches still form while the index is busy)
-    max_batch_queries: int = 1024
-
-
-@dataclass
 class _Stats:
     started: float = field(default_factory=time.time)
     requests: int = 0
@@ -115,18 +116,36 @@ class _Stats:
     errors_4xx: int = 0
     errors_5xx: int = 0
     disconnects: int = 0
+    timeouts: int = 0  # requests answered 503 because they ran past request_timeout_s
 
 
 class RequestError(ValueError):
-    """A client mistake: becomes a 4xx reply with ``{"error": message}``."""
+    """A client mistake: becomes a 4xx reply with ``{"error": message}`` (and ``headers``)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, headers: tuple[tuple[bytes, bytes], ...] = ()):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
+
+
+class RequestTimeout(Exception):
+    """The request ran past ``request_timeout_s``: a 503 with ``Retry-After`` (the server is busy)."""
+
+    headers = ((b"retry-after", b"1"),)
+
+
+@dataclass(eq=False)
+class _Job:
+    """One request inside the batcher: its queries, the results of the slices searched so far."""
+
+    queries: list[str]
+    k: int
+    fut: asyncio.Future
+    done: list = field(default_factory=list)
 
 
 class MicroBatcher:
-    """Collects concurrent search calls into one ``index.search`` per batch window."""
+    """Collects concurrent search calls into one ``index.search`` per batch, each request cut into
+    slices of about ``slice_results`` results so that requests are interleaved (fairness)."""
 
     def __init__(self, index: Retriever, limits: ServerLimits, stats: _Stats):
         self.index, self.limits, self.stats = index, limits, stats
@@ -147,57 +166,110 @@ class MicroBatcher:
                 pass
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def search(self, queries: list[str], k: int) -> list[list[Passage]]:
+    async def search(self, queries: list[str], k: int, timeout: float | None = None) -> list[list[Passage]]:
+        """The top ``k`` of every query; :class:`RequestTimeout` after ``timeout`` seconds (then
+        the request's slices not yet searched are dropped)."""
         if not queries:
             return []
         if self._queue is None:  # app used without its lifespan (should not happen under uvicorn)
             self.start()
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put((queries, k, fut))  # type: ignore[union-attr]
-        return await fut
+        job = _Job(queries, k, fut)
+        self._queue.put_nowait(job)  # type: ignore[union-attr]
+        if not timeout:
+            return await fut
+        try:
+            return await asyncio.wait_for(fut, timeout)  # cancels fut on timeout: the worker drops the job
+        except asyncio.TimeoutError:
+            raise RequestTimeout(
+                f"the request was not answered within the server's time budget of {timeout:g} s "
+                f"({len(job.done)} of {len(queries)} queries searched; the server is busy); retry later, send fewer "
+                "queries per request, or raise the budget: r1searcher serve --request-timeout S"
+            ) from None
+
+    def _next_batch(self, active: deque) -> list[tuple[_Job, int, int]]:
+        """One slice (job, start, end) per waiting job in order, up to ``max_batch_queries``;
+        the jobs taken leave ``active`` (those not reached stay at its front)."""
+        batch: list[tuple[_Job, int, int]] = []
+        n, cap = 0, self.limits.max_batch_queries
+        while active and n < cap:
+            job = active.popleft()
+            if job.fut.done():  # timed out (or its client is gone): never search the rest
+                continue
+            start = len(job.done)
+            end = min(len(job.queries), start + max(1, self.limits.slice_results // job.k), start + cap - n)
+            batch.append((job, start, end))
+            n += end - start
+        return batch
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         q = self._queue
         assert q is not None
         wait = self.limits.batch_wait_ms / 1000.0
+        active: deque[_Job] = deque()  # requests with queries left, in serving order
         while True:
-            items = [await q.get()]
-            n = len(items[0][0])
-            # Let requests that are already readable be parsed (sleep(0) yields one loop turn) or,
-            # with a window, wait for more; then take everything queued. Under load, batches also
-            # form on their own: requests queue up while the previous batch runs in the thread.
-            await asyncio.sleep(wait)
-            while n < self.limits.max_batch_queries and not q.empty():
-                item = q.get_nowait()
-                items.append(item)
-                n += len(item[0])
-            all_q = [s for qs, _, _ in items for s in qs]
-            kmax = max(k for _, k, _ in items)
+            if not active:
+                active.append(await q.get())
+                # Let requests that are already readable be parsed (sleep(0) yields one loop turn) or,
+                # with a window, wait for more; then take everything queued. Under load, batches also
+                # form on their own: requests queue up while the previous batch runs in the thread.
+                await asyncio.sleep(wait)
+            else:
+                await asyncio.sleep(0)  # between slices: let requests that just arrived be parsed
+            while not q.empty():
+                active.append(q.get_nowait())
+            batch = self._next_batch(active)
+            if not batch:
+                continue
+            all_q = [s for job, a, b in batch for s in job.queries[a:b]]
+            kmax = max(job.k for job, _, _ in batch)
             try:
                 res = await loop.run_in_executor(self._pool, self.index.search, all_q, kmax)
-            except Exception as e:  # the index failed: every waiting request gets the error
-                for _, _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(e)
+            except Exception as e:  # the index failed: every request in the batch gets the error
+                for job, _, _ in batch:
+                    if not job.fut.done():
+                        job.fut.set_exception(e)
                 continue
             self.stats.batches += 1
             self.stats.batched_queries += len(all_q)
             pos = 0
-            for qs, k, fut in items:
-                if not fut.done():
-                    fut.set_result([r[:k] for r in res[pos : pos + len(qs)]])
-                pos += len(qs)
+            for job, a, b in batch:
+                if not job.fut.done():
+                    job.done.extend(r[: job.k] for r in res[pos : pos + b - a])
+                    if len(job.done) == len(job.queries):
+                        job.fut.set_result(job.done)
+                    else:  # the rest of it after the requests that were waiting
+                        active.append(job)
+                pos += b - a
 
 
 class ClientGone(Exception):
     """The client hung up before its request body arrived (nobody to answer; not a server error)."""
 
 
-async def _read_body(scope: dict, receive, limit: int) -> bytes:
+_CLOSE = ((b"connection", b"close"),)
+
+
+async def _read_body(scope: dict, receive, limit: int, timeout_s: float | None = None) -> bytes:
     """The request body, refused (413) from its Content-Length before reading, or as soon as a
-    chunked stream passes ``limit``: never more than ``limit`` bytes are held. Raw ASGI (the
-    ``http.request`` messages): no Starlette ``Request`` per call."""
+    chunked stream passes ``limit``: never more than ``limit`` bytes are held; a body not complete
+    within ``timeout_s`` is a 408 (and the connection is closed). Raw ASGI (the ``http.request``
+    messages): no Starlette ``Request`` per call."""
+    if timeout_s is None:
+        return await _read_body_now(scope, receive, limit)
+    timeout_ctx = getattr(asyncio, "timeout", None)  # Python 3.11+: one timer, no extra task
+    try:
+        if timeout_ctx is not None:
+            async with timeout_ctx(timeout_s):
+                return await _read_body_now(scope, receive, limit)
+        return await asyncio.wait_for(_read_body_now(scope, receive, limit), timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(f"the request body did not arrive within {timeout_s:g} s (the limit; "
+                           "r1searcher serve --body-timeout S)", 408, _CLOSE) from None
+
+
+async def _read_body_now(scope: dict, receive, limit: int) -> bytes:
     declared = None
     for name, value in scope["headers"]:
         if name == b"content-length":
@@ -246,12 +318,17 @@ def _queries(body: dict, limits: ServerLimits) -> list[str]:
     if not isinstance(qs, list):
         raise RequestError(f"'queries' must be a list of strings, got {type(qs).__name__}", 422)
     if len(qs) > limits.max_queries:
-        raise RequestError(f"{len(qs)} queries in one request; the limit is {limits.max_queries}", 413)
+        raise RequestError(f"{len(qs)} queries in one request; the limit is {limits.max_queries} "
+                           "(r1searcher serve --max-queries N)", 413)
     for i, q in enumerate(qs):
         if not isinstance(q, str):
             raise RequestError(f"queries[{i}] must be a string, got {type(q).__name__}", 422)
         if len(q) > limits.max_query_chars:
-            raise RequestError(f"queries[{i}] is {len(q)} characters; the limit is {limits.max_query_chars}", 413)
+            raise RequestError(f"queries[{i}] is {len(q)} characters; the limit is {limits.max_query_chars} "
+                               "(r1searcher serve --max-query-chars N)", 413)
+        if len(q) > limits.max_query_words and len(words := q.split()) > limits.max_query_words:
+            raise RequestError(f"queries[{i}] has {len(words)} words; the limit is {limits.max_query_words} "
+                               "(r1searcher serve --max-query-words N)", 413)
         try:
             q.encode("utf-8")
         except UnicodeEncodeError:
@@ -266,8 +343,16 @@ def _k(body: dict, name: str, limits: ServerLimits) -> int:
     if isinstance(k, bool) or not isinstance(k, int):
         raise RequestError(f"'{name}' must be an integer, got {type(k).__name__}", 422)
     if not 1 <= k <= limits.max_k:
-        raise RequestError(f"'{name}' is {k}; it must be between 1 and {limits.max_k}", 422)
+        raise RequestError(f"'{name}' is {k}; it must be between 1 and {limits.max_k} (r1searcher serve --max-k N)", 422)
     return k
+
+
+def _check_work(n: int, k: int, name: str, limits: ServerLimits) -> None:
+    """Refuse a request asking for more than ``max_results`` results (queries × k)."""
+    if n * k > limits.max_results:
+        raise RequestError(
+            f"{n} queries × {name}={k} = {n * k} results in one request; the limit is {limits.max_results} "
+            "(send fewer queries per request or a smaller k, or raise it: r1searcher serve --max-results N)", 413)
 
 
 _ROW_RE = re.compile(r"[^\d]*?0*(\d+)")
@@ -283,9 +368,9 @@ def _line(p: Passage, rank: int) -> str:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def _send_json(send, body: bytes, status: int = 200) -> None:
+async def _send_json(send, body: bytes, status: int = 200, headers=()) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode("ascii"))]})
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode("ascii")), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -294,16 +379,19 @@ class _Endpoint:
     and parsed here and the reply encoded here (orjson when installed). Registered as an ordinary
     route, so it still shows in ``app.routes`` and can be removed; :class:`_App` calls it directly."""
 
-    def __init__(self, handle, error, max_body_bytes: int):
-        self.handle, self.error, self.max_body_bytes = handle, error, max_body_bytes
+    def __init__(self, handle, error, max_body_bytes: int, body_timeout_s: float | None = None):
+        self.handle, self.error, self.max_body_bytes, self.body_timeout_s = handle, error, max_body_bytes, body_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
+        headers = ()
         try:
-            body, status = _dumps(await self.handle(await _read_body(scope, receive, self.max_body_bytes))), 200
+            raw = await _read_body(scope, receive, self.max_body_bytes, self.body_timeout_s)
+            body, status = _dumps(await self.handle(raw)), 200
         except Exception as e:  # every failure is a JSON reply: 4xx for the client's, 500 for ours
             reply, status = self.error(e)  # (an unencodable reply, e.g. NaN, is a 500 too)
             body = json.dumps(reply).encode("ascii")  # ASCII escapes: any message encodes
-        await _send_json(send, body, status)
+            headers = getattr(e, "headers", ())  # Retry-After on a 503, Connection: close on a 408
+        await _send_json(send, body, status, headers)
 
 
 def _fast_app_class():
@@ -357,15 +445,19 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
         if isinstance(e, RequestError):
             stats.errors_4xx += 1
             return {"error": str(e)}, e.status
+        if isinstance(e, RequestTimeout):
+            stats.timeouts += 1
+            return {"error": str(e)}, 503
         stats.errors_5xx += 1
         return {"error": f"retrieval failed: {type(e).__name__}: {e}"}, 500
 
     async def run(body: dict, kname: str) -> tuple[list[str], list[list[Passage]]]:
         qs = _queries(body, lim)
         k = _k(body, kname, lim)
+        _check_work(len(qs), k, kname, lim)
         stats.requests += 1
         stats.queries += len(qs)
-        return qs, await batcher.search(qs, k)
+        return qs, await batcher.search(qs, k, lim.request_timeout_s or None)
 
     async def retrieve(raw: bytes) -> dict:
         body = _parse_body(raw, lim)
@@ -401,23 +493,123 @@ def create_app(index: Retriever, limits: ServerLimits | None = None, info: dict 
             "errors_4xx": s.errors_4xx,
             "errors_5xx": s.errors_5xx,
             "disconnects": s.disconnects,
+            "timeouts": s.timeouts,
             "limits": lim.__dict__,
         })
 
     # Raw ASGI endpoints: they parse and validate the body themselves (clear 4xx messages, no
     # pydantic model, no Request/Response objects); _App dispatches to them directly.
-    app.add_route("/retrieve", _Endpoint(retrieve, error, lim.max_body_bytes), methods=["POST"])
-    app.add_route("/queries", _Endpoint(queries, error, lim.max_body_bytes), methods=["POST"])
+    app.add_route("/retrieve", _Endpoint(retrieve, error, lim.max_body_bytes, lim.body_timeout_s), methods=["POST"])
+    app.add_route("/queries", _Endpoint(queries, error, lim.max_body_bytes, lim.body_timeout_s), methods=["POST"])
     app.add_route("/health", health, methods=["GET"])
     return app
 
 
-def serve(index: Retriever, host: str = "127.0.0.1", port: int = 8000, limits: ServerLimits | None = None,
-          info: dict | None = None, log_level: str = "warning") -> None:
-    """Run the app under uvicorn until interrupted (httptools and uvloop when installed: uvicorn's
-    "auto"). No access log, so no proxy-header rewriting of the client address either, and no
-    ``server`` header: per-request work that nothing here reads."""
+def _header_timeout_protocol(header_timeout_s: float):
+    """uvicorn's HTTP protocol (httptools when installed, else h11, as its "auto" picks) with a
+    deadline for each request's headers: uvicorn has none, so a client that sends part of a request
+    line or header block and stops would hold its connection forever. The timer starts when the
+    connection opens and when the first bytes of a next request arrive (not again for its later
+    bytes, so trickling does not extend it); if no new request's headers were completed when it
+    fires, the connection is closed. An idle keep-alive connection is left to ``keep_alive_s``."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # pragma: no cover - httptools is normally installed (uvicorn[standard])
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class HeaderTimeoutProtocol(base):  # type: ignore[misc, valid-type]
+        _r1s_timer = None
+        _r1s_cycle = None
+
+        def connection_made(self, transport) -> None:  # noqa: ANN001
+            super().connection_made(transport)
+            self._r1s_arm()
+
+        def data_received(self, data: bytes) -> None:
+            if (self.cycle is None or self.cycle.response_complete) and not (
+                    self._r1s_timer is not None and self._r1s_cycle is self.cycle):
+                self._r1s_arm()  # the first bytes of a next request: its headers get header_timeout_s
+            super().data_received(data)
+
+        def connection_lost(self, exc) -> None:  # noqa: ANN001
+            if self._r1s_timer is not None:
+                self._r1s_timer.cancel()
+                self._r1s_timer = None
+            super().connection_lost(exc)
+
+        def _r1s_arm(self) -> None:
+            if self._r1s_timer is not None:
+                self._r1s_timer.cancel()
+            self._r1s_cycle = self.cycle
+            self._r1s_timer = self.loop.call_later(header_timeout_s, self._r1s_expire)
+
+        def _r1s_expire(self) -> None:
+            self._r1s_timer = None
+            if self.cycle is self._r1s_cycle and not self.transport.is_closing():
+                self.transport.close()  # no request's headers were completed since the timer started
+
+    return HeaderTimeoutProtocol
+
+
+def uvicorn_config(app, host: str = "127.0.0.1", port: int = 8000, limits: ServerLimits | None = None,
+                   log_level: str = "warning"):
+    """The ``uvicorn.Config`` that :func:`serve` runs ``app`` under: header and keep-alive
+    timeouts from ``limits``; no access log, so no proxy-header rewriting of the client address
+    either, and no ``server`` header (per-request work that nothing here reads)."""
     import uvicorn
 
-    uvicorn.run(create_app(index, limits, info), host=host, port=port, log_level=log_level, access_log=False,
-                proxy_headers=False, server_header=False)
+    lim = limits or ServerLimits()
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
+                          server_header=False, timeout_keep_alive=lim.keep_alive_s,
+                          http=_header_timeout_protocol(lim.header_timeout_s))
+
+
+def check_port(port: int) -> int:
+    """``port`` if it is a TCP port number (0 = any free port), else a ValueError."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535 (0: any free port), got {port!r}")
+    return port
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (``host``, ``port``); port 0 picks a free one (read it with
+    ``getsockname()``). An OSError naming the address when it cannot be had."""
+    check_port(port)
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    """``http://HOST:PORT`` of a bound socket (an IPv6 host in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(index: Retriever, host: str = "127.0.0.1", port: int = 8000, limits: ServerLimits | None = None,
+          info: dict | None = None, log_level: str = "warning", announce: Callable[[str], None] | None = None) -> None:
+    """Run the app under uvicorn (:func:`uvicorn_config`; httptools and uvloop when installed) until
+    interrupted. The socket is bound first, so ``announce`` gets the URL actually listened on
+    (port 0: a free port) before the first request can arrive."""
+    import uvicorn
+
+    sock = bind_socket(host, port)
+    config = uvicorn_config(create_app(index, limits, info), host, sock.getsockname()[1], limits, log_level)
+    if announce is not None:
+        announce(socket_url(sock))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -15,6 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from r1searcher.retrieval.base import RetrieverError
+from r1searcher.retrieval.redact import redact_text
 from r1searcher.retrieval.webcache import WebCache, make_key
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class Summarizer:
         except JudgeError as e:
             # The judge client's message names itself and its own variables: keep only the cause.
             cause = str(e).split(" Is the server up?")[0].replace("judge endpoint", "chat endpoint", 1)
+            cause = redact_text(cause, self.cfg.secrets())  # the URL's user:password, the key
             raise RetrieverError(
                 f"web summariser (model {self.model!r}) failed: {cause}. Check R1SEARCHER_SUMMARY_BASE_URL, "
                 "R1SEARCHER_SUMMARY_MODEL and R1SEARCHER_SUMMARY_API_KEY"

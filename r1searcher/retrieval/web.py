@@ -14,8 +14,8 @@ For every query (a batch runs concurrently, each stage under its own limit):
    chunks (paragraphs packed up to ``chunk_words``), topped up with each page's first chunk when
    fewer than ``k`` chunks match.
 
-A page that cannot be fetched (error status, timeout, not HTML/text, no text) is replaced by the
-search snippet. Passage ``id`` is the page URL; ``score`` is the BM25 score (0.0 for a top-up
+A page that cannot be fetched (error status, timeout, not HTML/text, no text, or a host that is
+not a public address, see below) is replaced by the search snippet. Passage ``id`` is the page URL; ``score`` is the BM25 score (0.0 for a top-up
 chunk) or, for summaries and snippets, ``1/rank`` of the hit.
 
 Everything paid for is cached on disk (:class:`~r1searcher.retrieval.webcache.WebCache`): search
@@ -29,6 +29,12 @@ Configuration (arguments win over the environment; see :meth:`WebConfig.from_env
   ``R1SEARCHER_WEB_API_KEY``, ``R1SEARCHER_WEB_QUERY_SUFFIX`` (the paper used
   ``" site:en.wikipedia.org"``), ``R1SEARCHER_WEB_RPS`` (search requests per second),
   ``R1SEARCHER_CACHE_DIR`` (default ``~/.cache/r1searcher``; the file is ``web.sqlite``).
+* ``R1SEARCHER_WEB_ALLOW_PRIVATE_URLS`` (``allow_private_urls``, default off): fetch pages from
+  loopback, private and link-local addresses too. Off, a search result (or a redirect) whose host
+  is or resolves to such an address is not fetched (an SSRF guard, :mod:`~r1searcher.retrieval.urlguard`);
+  the search API and summariser endpoints, which you configure, are not affected.
+* Credentials in the base URLs (``https://user:password@host``) and the API keys never show in
+  :meth:`WebRetriever.describe` (``/health``, ``serve``'s log), error messages or ``repr(WebConfig)``.
 * Summariser: on when ``R1SEARCHER_SUMMARY_BASE_URL`` or ``R1SEARCHER_SUMMARY_MODEL`` is set (or
   ``summarize=True``). It is the judge's chat client (:class:`r1searcher.judge.Judge`), so what is
   not set falls back as the judge's does: base URL ``R1SEARCHER_SUMMARY_BASE_URL`` →
@@ -56,7 +62,9 @@ from r1searcher import __version__
 from r1searcher.retrieval.base import Passage, check_batch
 from r1searcher.retrieval.corpus import split_words
 from r1searcher.http_retry import RetryPolicy
+from r1searcher.retrieval import urlguard
 from r1searcher.retrieval.providers import SearchClient, SearchResult, get_provider
+from r1searcher.retrieval.redact import MASK, redact_text, redact_url, url_secrets
 from r1searcher.retrieval.summarize import PAPER_SUMMARY_MAX_TOKENS, Summarizer
 from r1searcher.retrieval.webcache import FILENAME as CACHE_FILE
 from r1searcher.retrieval.webcache import WebCache, make_key
@@ -143,15 +151,22 @@ _ENV: dict[str, str] = {
     "query_suffix": "R1SEARCHER_WEB_QUERY_SUFFIX",
     "rps": "R1SEARCHER_WEB_RPS",
     "cache_dir": "R1SEARCHER_CACHE_DIR",
+    "allow_private_urls": "R1SEARCHER_WEB_ALLOW_PRIVATE_URLS",
     "summary_base_url": "R1SEARCHER_SUMMARY_BASE_URL",
     "summary_model": "R1SEARCHER_SUMMARY_MODEL",
     "summary_api_key": "R1SEARCHER_SUMMARY_API_KEY",
 }
 
 
-@dataclass(frozen=True)
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+_SECRET_FIELDS = ("api_key", "summary_api_key")
+_URL_FIELDS = ("base_url", "summary_base_url")
+
+
+@dataclass(frozen=True, repr=False)
 class WebConfig:
-    """Every knob of :class:`WebRetriever`; defaults follow the paper where it has one."""
+    """Every knob of :class:`WebRetriever`; defaults follow the paper where it has one. Its repr
+    and :meth:`shown` mask the API keys and URL credentials."""
 
     provider: str = "serper"
     base_url: str | None = None
@@ -175,6 +190,7 @@ class WebConfig:
     chunk_words: int = 100
     failure_ttl_s: float = 3600.0  # how long a timeout / 5xx page stays cached as failed
     user_agent: str = USER_AGENT
+    allow_private_urls: bool = False  # fetch pages on loopback/private/link-local addresses (SSRF guard off)
     # summariser
     summarize: bool | None = None
     summary_base_url: str | None = None
@@ -203,6 +219,24 @@ class WebConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"web config: {name} must be > 0, got {getattr(self, name)}")
 
+    def shown(self) -> dict[str, Any]:
+        """The settings as a dict fit to print or write (keys masked, URL credentials masked)."""
+        out = asdict(self)
+        for name in _SECRET_FIELDS:
+            if out[name]:
+                out[name] = MASK
+        for name in _URL_FIELDS:
+            out[name] = redact_url(out[name])
+        return out
+
+    def secrets(self) -> list[str]:
+        """Secret values to mask in any message: the keys and what the URLs carry."""
+        return [v for v in (self.api_key, self.summary_api_key, *url_secrets(self.base_url),
+                            *url_secrets(self.summary_base_url)) if v]
+
+    def __repr__(self) -> str:
+        return f"WebConfig({', '.join(f'{k}={v!r}' for k, v in self.shown().items())})"
+
     @property
     def summarizer_on(self) -> bool:
         return self.summarize if self.summarize is not None else bool(self.summary_base_url or self.summary_model)
@@ -224,6 +258,11 @@ class WebConfig:
                     values[name] = float(raw)
                 except ValueError:
                     raise ValueError(f"{env} must be a number (requests per second), got {raw!r}") from None
+            elif name == "allow_private_urls":
+                flag = raw.strip().lower()
+                if flag not in _TRUE | _FALSE:
+                    raise ValueError(f"{env} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+                values[name] = flag in _TRUE
             else:
                 values[name] = raw
         return cls(**values)
@@ -252,16 +291,21 @@ def _decode(body: bytes, charset: str) -> str:
 
 
 class _PageFailure(Exception):
-    def __init__(self, message: str, transient: bool):
+    def __init__(self, message: str, transient: bool, blocked: bool = False):
         super().__init__(message)
-        self.transient = transient
+        self.transient, self.blocked = transient, blocked
 
 
 class PageFetcher:
-    """GET pages with a byte cap, a total deadline, retries on transient failures, and the disk cache."""
+    """GET pages with a byte cap, a total deadline, retries on transient failures, and the disk cache;
+    only from public addresses unless ``cfg.allow_private_urls`` (:mod:`~r1searcher.retrieval.urlguard`)."""
 
     def __init__(self, cfg: WebConfig, cache: WebCache | None):
         self.cfg, self.cache = cfg, cache
+        limits = httpx.Limits(max_connections=cfg.fetch_concurrency, max_keepalive_connections=cfg.fetch_concurrency)
+        guard: dict[str, Any] = {"limits": limits}
+        if not cfg.allow_private_urls:  # every request (redirects too) checked; connections made to vetted addresses
+            guard = {"event_hooks": {"request": [urlguard.guard_request]}, "transport": urlguard.public_only_transport(limits)}
         self._http = httpx.Client(
             timeout=httpx.Timeout(cfg.page_timeout_s, connect=min(5.0, cfg.page_timeout_s)),
             follow_redirects=True,
@@ -271,7 +315,7 @@ class PageFetcher:
                 "Accept": "text/html,application/xhtml+xml;q=0.9,text/plain;q=0.8",
                 "Accept-Language": "en",
             },
-            limits=httpx.Limits(max_connections=cfg.fetch_concurrency, max_keepalive_connections=cfg.fetch_concurrency),
+            **guard,
         )
         self.retry = RetryPolicy(cfg.page_retries, cfg.backoff_s, cfg.max_backoff_s, cfg.max_retry_after_s)
         self._lock = threading.Lock()
@@ -300,9 +344,14 @@ class PageFetcher:
                     if len(buf) >= cap or time.monotonic() > deadline:
                         break
                 return bytes(buf[:cap]), ctype, r.charset_encoding
+        except urlguard.BlockedURL as e:
+            raise _PageFailure(f"not fetched: {e}", transient=False, blocked=True) from None
         except httpx.TimeoutException as e:
             raise _PageFailure(f"timed out ({type(e).__name__})", transient=True) from None
         except httpx.TransportError as e:
+            if str(e).startswith(urlguard.BLOCKED_MARK):  # refused at connect time (e.g. DNS rebinding)
+                raise _PageFailure(f"not fetched: {str(e)[len(urlguard.BLOCKED_MARK):]}", transient=False,
+                                   blocked=True) from None
             raise _PageFailure(f"cannot connect ({type(e).__name__}: {e})", transient=True) from None
         except httpx.HTTPError as e:  # too many redirects, bad URL, …
             raise _PageFailure(f"{type(e).__name__}: {e}", transient=False) from None
@@ -334,6 +383,11 @@ class PageFetcher:
         """The page at ``url`` (cache first); failures come back as a Page with ``error`` set."""
         if not re.match(r"^https?://", url, re.I):
             return Page(url, error="not an http(s) URL")
+        if not self.cfg.allow_private_urls:
+            try:  # literal addresses and localhost, before the cache (no DNS: a rerun stays offline)
+                urlguard.check_url(url, resolve=False)
+            except urlguard.BlockedURL as e:
+                return Page(url, error=f"not fetched: {e}")
         key = make_key(EXTRACT_VERSION, url, self.cfg.max_page_bytes)
         if self.cache is not None:
             hit = self.cache.get("page", key, self.cfg.cache_max_age_s)
@@ -344,6 +398,8 @@ class PageFetcher:
             value: dict[str, Any] = {"title": page.title, "text": page.text, "error": page.error}
         except _PageFailure as e:
             page = Page(url, error=str(e))
+            if e.blocked:  # a setting, not the page: never cached (allow_private_urls may change)
+                return page
             value = {"error": str(e), "transient": e.transient, "at": time.time()}
         if self.cache is not None:
             self.cache.put("page", key, value)
@@ -410,13 +466,15 @@ class WebRetriever:
         self.close()
 
     def describe(self) -> dict[str, Any]:
-        """What backs this retriever (for ``/health`` and logs; no keys)."""
+        """What backs this retriever (for ``/health`` and logs; no keys, no URL credentials)."""
         return {
             "kind": "web",
             "provider": self.search_client.provider.name,
-            "endpoint": self.search_client.url,
-            "summarizer": None if self.summarizer is None else {"model": self.summarizer.model, "url": self.summarizer.url},
+            "endpoint": self.search_client.shown_url,
+            "summarizer": None if self.summarizer is None else {
+                "model": self.summarizer.model, "url": redact_text(redact_url(self.summarizer.url) or "", self.cfg.secrets())},
             "cache": None if self.cache is None else str(self.cache.path),
+            "allow_private_urls": self.cfg.allow_private_urls,
         }
 
     def stats(self) -> dict[str, int]:
