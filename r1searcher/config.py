@@ -1,9 +1,11 @@
 """Typed configuration: dataclasses, YAML files, dotted command-line overrides.
 
-    cfg = load_config("configs/stage2.yaml", ["train.lr=1e-6", "rollout.n_samples=8"])
+    cfg = load_config("stage2", ["train.lr=1e-6", "rollout.n_samples=8"])
 
-Unknown keys are errors that name the key and the closest valid one; override values are parsed
-as YAML scalars and must match the field's type.
+A config is a YAML file path, or the name of one shipped inside the package (``r1searcher/configs/``:
+``tiny``, ``stage1``, ``stage2``, …, with or without ``.yaml``), so an installed wheel finds them from
+any folder. Unknown keys are errors that name the key and the closest valid one; override values are
+parsed as YAML scalars and must match the field's type.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ class ModelConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_layers: str = "all"  # "all" or "top:N" (adapt only the top N decoder layers)
-    cache_dir: str = ""  # where the converted embedded model is cached ("" = ~/.cache/r1searcher)
+    cache_dir: str = ""  # cache root for converted models and built indexes ("" = r1searcher.paths.cache_root())
 
 
 @dataclass
@@ -253,13 +256,41 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     return cfg
 
 
+def packaged_configs_dir() -> Path:
+    """The folder of the configs shipped inside the package (package data, so a wheel has it too)."""
+    return Path(str(files("r1searcher") / "configs"))  # a real folder: the package is never zip-imported
+
+
+def config_names() -> list[str]:
+    """Names of the packaged configs (``tiny``, ``stage1``, …), sorted."""
+    d = packaged_configs_dir()
+    return sorted(f.stem for f in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A config file: ``name`` itself if it is a file, else the packaged config of that name.
+
+    ``tiny``, ``tiny.yaml`` and ``configs/tiny.yaml`` (the repository's path, as the docs write it)
+    all name ``r1searcher/configs/tiny.yaml`` when no such file exists here. Raises
+    FileNotFoundError naming the available configs.
+    """
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p
+    if p.parent in (Path("."), Path("configs")):
+        stem = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.name
+        packaged = packaged_configs_dir() / f"{stem}.yaml"
+        if stem and packaged.is_file():
+            return packaged
+    raise FileNotFoundError(f"config '{name}' not found: no such file and no packaged config of that name "
+                            f"(available: {', '.join(config_names()) or 'none'})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file (if any), then the dotted overrides."""
+    """Defaults, then the YAML file (if any: a path or a packaged config's name), then the dotted overrides."""
     cfg = Config()
     if path:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"config file not found: {p}")
+        p = resolve_config(path)
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from r1searcher import paths
 from r1searcher.http_retry import RetryPolicy
 
 #: The released judge prompt (``evaluation/metric_calc_gpt_as_judge.py``, notes §5). The blank line
@@ -100,9 +101,10 @@ def _env(*names: str) -> str | None:
 
 
 def default_cache_path() -> Path:
-    """``$R1SEARCHER_JUDGE_CACHE`` or ``~/.cache/r1searcher/judge.sqlite``."""
+    """``$R1SEARCHER_JUDGE_CACHE`` (a file), else ``judge.sqlite`` under the cache root
+    (``$R1SEARCHER_CACHE_DIR``, see :mod:`r1searcher.paths`)."""
     env = os.environ.get("R1SEARCHER_JUDGE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "r1searcher" / "judge.sqlite"
+    return Path(env).expanduser() if env else paths.cache_path("judge.sqlite")
 
 
 class JudgeCache:

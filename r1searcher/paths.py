@@ -35,7 +35,7 @@ def cache_root(override: str | os.PathLike[str] | None = None) -> Path:
     old = os.environ.get(CACHE_ENV_DEPRECATED)
     if old:
         if not _warned:
-            warnings.warn(f"${CACHE_ENV_DEPRECATED} is deprecated; set ${CACHE_ENV}", DeprecationWarning, stacklevel=2)
+            warnings.warn(f"${CACHE_ENV_DEPRECATED} is deprecated; set ${CACHE_ENV}", FutureWarning, stacklevel=2)
             _warned = True
         return Path(old).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")

@@ -55,3 +55,37 @@ def test_model_path_accepts_run_checkpoint_and_adapter_folders(tmp_path):
     assert resolve_model_path(str(latest)) == latest
     with pytest.raises(FileNotFoundError, match="neither an embedded name"):
         resolve_model_path(str(tmp_path / "nothing"))
+
+
+def test_packaged_configs_are_found_by_name_with_or_without_yaml(tmp_path, monkeypatch):
+    """From any folder: ``tiny``, ``tiny.yaml`` and the docs' ``configs/tiny.yaml`` name the packaged config."""
+    from r1searcher.config import config_names, resolve_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    names = config_names()
+    assert {"tiny", "stage1", "stage2"} <= set(names)
+    packaged = resolve_config("tiny")
+    assert packaged.name == "tiny.yaml" and packaged.parent.parent.name == "r1searcher"
+    assert resolve_config("tiny.yaml") == packaged and resolve_config("configs/tiny.yaml") == packaged
+    assert load_config("tiny").model.name == "smollm2"
+    assert load_config("stage2.yaml", ["train.max_steps=1"]).train.max_steps == 1
+
+
+def test_a_config_file_wins_over_the_packaged_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text("train:\n  max_steps: 11\n")
+    assert load_config("tiny.yaml").train.max_steps == 11  # the file here, not the packaged one
+    assert load_config("tiny").train.max_steps != 11  # a bare name is the packaged config
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mine.yaml").write_text("train:\n  max_steps: 12\n")
+    assert load_config(tmp_path / "sub" / "mine.yaml").train.max_steps == 12
+
+
+def test_an_unknown_config_is_a_one_line_error_listing_the_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        load_config("tinyy")
+    msg = str(e.value)
+    assert "\n" not in msg and "'tinyy' not found" in msg and "tiny" in msg and "stage1" in msg
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_config("elsewhere/tiny.yaml")  # a path that does not exist is not looked up by name

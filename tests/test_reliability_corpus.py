@@ -54,7 +54,7 @@ def test_corrupt_gzip_stream_is_named(tmp_path, capsys):
 
 @pytest.fixture
 def corpus(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("R1SEARCHER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("R1SEARCHER_CACHE_DIR", str(tmp_path / "cache"))
     p = tmp_path / "corpus.jsonl"
     docs = [("Paris", "Paris is the capital of France."), ("Berlin", "Berlin is the capital of Germany."),
             ("1984 Summer Olympics", "The 1984 Summer Olympics were held in Los Angeles.")]
@@ -71,7 +71,7 @@ def test_search_takes_a_corpus_jsonl(corpus, capsys):
 @pytest.mark.slow  # a serve subprocess (~20 s on one core)
 def test_serve_takes_a_corpus_jsonl(corpus, tmp_path):
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "R1SEARCHER_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "R1SEARCHER_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "r1searcher.cli", "serve", "--index", str(corpus), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

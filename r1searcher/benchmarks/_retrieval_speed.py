@@ -133,8 +133,11 @@ def _free_port() -> int:
 def _start_server(index_dir: str, port: int, extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
     import httpx
 
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    import r1searcher
+
+    # The server imports the same r1searcher as this process (a checkout, an editable or a wheel install).
+    root = str(Path(next(iter(r1searcher.__path__))).parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.Popen([sys.executable, "-m", "r1searcher.cli", "serve", "--index", index_dir, "--port", str(port), *extra_args],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120

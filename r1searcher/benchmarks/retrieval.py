@@ -19,13 +19,22 @@ from pathlib import Path
 
 HELP = "retrieval quality (answer recall@k), speed (bm25s vs rank_bm25, server vs in-process) and scale"
 
-REPO = Path(__file__).resolve().parents[2]
+
+def default_data() -> Path:
+    """The data folder with the shared corpus: ``$R1SEARCHER_DATA`` (or ``<cache root>/data``), else
+    ``../shared/data`` beside the current folder (the first that has ``corpus/passages.jsonl``)."""
+    from r1searcher.paths import data_root
+
+    candidates = [data_root(), Path.cwd().parent / "shared" / "data"]
+    return next((d for d in candidates if (d / "corpus" / "passages.jsonl").is_file()), candidates[-1])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="shared data folder (corpus/, eval/, dev_extra/)")
-    p.add_argument("--cache", default=str(REPO / ".cache" / "retrieval"), help="where built dense indexes are kept")
+    p.add_argument("--data", default=None,
+                   help="shared data folder (corpus/, eval/, dev_extra/; default: $R1SEARCHER_DATA, else ../shared/data)")
+    p.add_argument("--cache", default=None,
+                   help="where built dense indexes are kept (default: indexes/ under the cache root, $R1SEARCHER_CACHE_DIR)")
     p.add_argument("--quality", action="store_true", help="run the quality part")
     p.add_argument("--speed", action="store_true", help="run the speed part")
     p.add_argument("--scale", action="store_true", help="run the scale part")
@@ -110,8 +119,10 @@ def run_scale(data: Path, cache: Path, sizes: list[int], with_dense: bool, encod
 
 def run(args: argparse.Namespace) -> int:
     from r1searcher.benchmarks import machine_info
+    from r1searcher.paths import cache_path
 
-    data, cache = Path(args.data), Path(args.cache)
+    data = Path(args.data) if args.data else default_data()
+    cache = Path(args.cache) if args.cache else cache_path("indexes")
     parts = [p for p in ("quality", "speed", "scale") if getattr(args, p)] or ["quality", "speed", "scale"]
     if ("quality" in parts or "speed" in parts) and not (data / "corpus" / "passages.jsonl").is_file():
         raise FileNotFoundError(f"no corpus at {data}/corpus/passages.jsonl (pass --data)")

@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible /v1 URL (default: $R1SEARCHER_JUDGE_BASE_URL)")
     p.add_argument("--judge-model", default=None, help="judge model (default: $R1SEARCHER_JUDGE_MODEL or gpt-4o-mini)")
     p.add_argument("--judge-concurrency", type=int, default=8, help="requests in flight at most (default: 8)")
-    p.add_argument("--judge-cache", default=None, help="SQLite cache file (default: ~/.cache/r1searcher/judge.sqlite)")
+    p.add_argument("--judge-cache", default=None,
+                   help="SQLite cache file (default: $R1SEARCHER_JUDGE_CACHE, else judge.sqlite in the cache root, $R1SEARCHER_CACHE_DIR)")
     p.add_argument("--no-judge-cache", action="store_true", help="do not read or write the judge cache")
     p.add_argument("--judge-strict", action="store_true", help="count only replies that are exactly 'True' (the paper's rule)")
     p.add_argument("--json", action="store_true", help='print one JSON object {"n","em","cover_em","f1","judge"}')

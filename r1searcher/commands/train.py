@@ -1,9 +1,10 @@
 """``r1searcher train``: RL training of a search-while-reasoning policy (one stage, or both).
 
-    r1searcher train --config configs/stage1.yaml --out runs/s1 train.max_steps=50
-    r1searcher train --stages --out runs/two          # stage1.yaml, then stage2.yaml from its checkpoint
-    r1searcher train --config configs/tiny.yaml --out runs/t --resume
-    torchrun --nproc_per_node 2 -m r1searcher.cli train --config configs/tiny.yaml   # data parallel
+    r1searcher train --config stage1 --out runs/s1 train.max_steps=50
+    r1searcher train --stages --out runs/two          # stage1, then stage2 from its checkpoint
+    r1searcher train --config tiny --out runs/t --resume
+    r1searcher train --config my.yaml                 # a file; a packaged name (tiny, stage1, …) otherwise
+    torchrun --nproc_per_node 2 -m r1searcher.cli train --config tiny   # data parallel
 """
 
 from __future__ import annotations
@@ -11,44 +12,39 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+STAGE_CONFIGS = ["stage1", "stage2"]  # --stages without --config: the packaged configs, in order
+
 HELP = "train a policy with RL on outcome rewards (stage 1, stage 2, or --stages for both)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="YAML config (with --stages: one per stage, in order)")
+    p.add_argument("--config", action="append", default=[], metavar="FILE|NAME",
+                   help="YAML config file, or a packaged config's name (tiny, stage1, stage2, …; "
+                        "with --stages: one per stage, in order)")
     p.add_argument("--out", help="run folder (default: the config's 'out'); with --stages, OUT/<config name> per stage")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
     p.add_argument("--last-intact", action="store_true",
                    help="with --resume: if the latest checkpoint is damaged, move it aside and resume from the newest intact one")
     p.add_argument("--stages", action="store_true",
                    help="run the stages in order, each starting from the previous one's checkpoint "
-                        "(default configs: configs/stage1.yaml configs/stage2.yaml)")
+                        "(default configs: stage1 stage2, the packaged ones)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_steps=20")
 
 
-def _bundled(name: str) -> str:
-    import r1searcher
-
-    for root in (Path(r1searcher.__file__).resolve().parents[1], Path.cwd()):
-        if (root / "configs" / name).exists():
-            return str(root / "configs" / name)
-    raise FileNotFoundError(f"configs/{name} not found; pass --config explicitly")
-
-
 def run(args: argparse.Namespace) -> int:
-    from r1searcher.config import load_config
+    from r1searcher.config import load_config, resolve_config
     from r1searcher.rl import distributed as D
     from r1searcher.rl.trainer import train
 
-    configs = args.config or ([_bundled("stage1.yaml"), _bundled("stage2.yaml")] if args.stages else [])
+    configs = args.config or (list(STAGE_CONFIGS) if args.stages else [])
     if not configs:
         raise ValueError("give --config FILE (or --stages)")
     if args.last_intact and not args.resume:
         raise ValueError("--last-intact goes with --resume")
     if len(configs) > 1 and not args.stages:
         raise ValueError("several --config files need --stages (they run in order)")
+    configs = [resolve_config(c) for c in configs]  # a misspelt later stage fails before the first one trains
     try:
         previous = None
         for path in configs:

@@ -1,7 +1,7 @@
 """A persistent key → JSON cache in SQLite for web search results, fetched pages and summaries.
 
-One file (``web.sqlite`` in ``R1SEARCHER_CACHE_DIR``, default ``~/.cache/r1searcher``) is shared by
-training, evaluation and ``ask``: a query any of them paid for is never paid for again. The
+One file (``web.sqlite`` under the cache root ``$R1SEARCHER_CACHE_DIR``, see :mod:`r1searcher.paths`)
+is shared by training, evaluation and ``ask``: a query any of them paid for is never paid for again. The
 database runs in WAL mode with a busy timeout, so several processes (rollout workers, an eval run,
 a ``serve --web`` process) can read and write it at once; within a process one connection is
 shared by all threads behind a lock.
@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-CACHE_DIR_ENV = "R1SEARCHER_CACHE_DIR"
+from r1searcher import paths
+
+CACHE_DIR_ENV = paths.CACHE_ENV
 FILENAME = "web.sqlite"
 
 
 def default_cache_dir() -> Path:
-    """``$R1SEARCHER_CACHE_DIR`` or ``~/.cache/r1searcher``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "r1searcher"
+    """The cache root (``$R1SEARCHER_CACHE_DIR``, …: :func:`r1searcher.paths.cache_root`)."""
+    return paths.cache_root()
 
 
 def make_key(*parts: Any) -> str:
