@@ -28,7 +28,7 @@ Configuration (arguments win over the environment; see :meth:`WebConfig.from_env
   ``R1SEARCHER_WEB_BASE_URL`` (default: the provider's public endpoint; required for searxng),
   ``R1SEARCHER_WEB_API_KEY``, ``R1SEARCHER_WEB_QUERY_SUFFIX`` (the paper used
   ``" site:en.wikipedia.org"``), ``R1SEARCHER_WEB_RPS`` (search requests per second),
-  ``R1SEARCHER_CACHE_DIR`` (default ``~/.cache/r1searcher``; the file is ``web.sqlite``).
+  ``R1SEARCHER_CACHE_DIR`` (the cache root, see :mod:`r1searcher.paths`; the file is ``web.sqlite``).
 * ``R1SEARCHER_WEB_ALLOW_PRIVATE_URLS`` (``allow_private_urls``, default off): fetch pages from
   loopback, private and link-local addresses too. Off, a search result (or a redirect) whose host
   is or resolves to such an address is not fetched (an SSRF guard, :mod:`~r1searcher.retrieval.urlguard`);
