@@ -13,6 +13,9 @@ baseline in the same run is bm25s (today's engine) at ``--bm25s-at`` passages: i
 peak RSS, its q/s on the same questions, and how often the two engines agree on the top-5
 (tantivy proposes, exact BM25 re-scores: agreement shows the pruning loses nothing). The 29M
 (KILT) extrapolation fits time and disk linearly and q/s as a power law of the corpus size.
+
+Index folders under ``--work`` (``tantivy-N``, ``bm25s-N``) are removed or replaced only when they
+are indexes of ours (:mod:`r1searcher.outdir`): a folder of the user's by that name stops the run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -29,12 +31,11 @@ from pathlib import Path
 
 HELP = "BM25 at Wikipedia scale: sharded tantivy vs bm25s (build memory/time, disk, served RSS, q/s at batch 1/32)"
 KILT = 29_000_000
-REPO = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="1000000,3000000,10000000", help="comma-separated corpus sizes")
-    p.add_argument("--work", default=str(REPO / ".cache" / "bm25_scale"), help="corpora and indexes go here")
+    p.add_argument("--work", default=None, help="corpora and indexes go here (default: <cache root>/bm25_scale)")
     p.add_argument("--corpus", default=None, help="a passage JSONL with at least max(sizes) lines (default: generate)")
     p.add_argument("--data", default=None, help="shared data folder (questions; unigram source); default ../shared/data")
     p.add_argument("--max-memory", default="4G", help="the build's memory flag (default 4G)")
@@ -42,6 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="search threads when serving")
     p.add_argument("--keep", action="store_true", help="keep the indexes (default: delete after measuring)")
     p.add_argument("--json", default=None, help="write the results here")
+
+
+def _remove_index(path: Path) -> None:
+    """Remove an index folder this benchmark wrote; refuse (one line) a folder that is not an index."""
+    from r1searcher.outdir import remove_ours
+    from r1searcher.retrieval.manifest import is_index_dir
+
+    remove_ours(path, is_index_dir, "an r1searcher index", label="--work:")
 
 
 def _log(msg: str) -> None:
@@ -63,7 +72,7 @@ def _child(code: str) -> tuple[dict, float]:
     child's own VmHWM, printed by it: ``ru_maxrss`` of children would carry the parent's RSS from
     before exec (and the largest earlier child's)."""
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     wall = time.perf_counter() - t
     if r.returncode != 0:
         raise RuntimeError(f"child failed ({r.returncode}):\n{r.stderr[-3000:]}")
@@ -117,7 +126,9 @@ print(json.dumps({{'seconds': round(build_s, 1), 'peak_rss': _peak_rss()}}))
 def _ensure_corpus(args, n: int, data: Path | None) -> Path:
     if args.corpus:
         return Path(args.corpus)
-    work = Path(args.work)
+    from r1searcher.paths import cache_path
+
+    work = Path(args.work) if args.work else cache_path("bm25_scale")
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"wiki-like-{n}.jsonl"
     if not path.is_file():
@@ -171,10 +182,12 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.retrieval.bm25_tantivy_build import parse_size
 
     sizes = sorted(int(x) for x in args.sizes.split(","))
-    data = Path(args.data) if args.data else REPO.parent / "shared" / "data"
+    data = Path(args.data) if args.data else Path.cwd().parent / "shared" / "data"
     data = data if data.is_dir() else None
     mem = parse_size(args.max_memory)
-    work = Path(args.work)
+    from r1searcher.paths import cache_path
+
+    work = Path(args.work) if args.work else cache_path("bm25_scale")
     work.mkdir(parents=True, exist_ok=True)
     corpus = _ensure_corpus(args, max(sizes + [args.bm25s_at]), data)
     qs = _questions(data)
@@ -188,8 +201,7 @@ def run(args: argparse.Namespace) -> int:
     _log(f"{len(qs)} queries; sizes {sizes}; max memory {args.max_memory}; load {os.getloadavg()}")
     for n in sizes:
         out = work / f"tantivy-{n}"
-        if out.exists():
-            shutil.rmtree(out)
+        _remove_index(out)
         _log(f"tantivy build {n:,}")
         b, wall = _child(BUILD.format(corpus=str(corpus), n=n, out=str(out), mem=mem))
         b["wall"] = round(wall, 1)
@@ -203,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
             res["bm25s"]["top5_agreement"] = _agreement(work / f"top-tantivy-{n}.json", work / f"top-bm25s-{n}.json")
             _log(f"  bm25s {res['bm25s']}")
         if not args.keep:
-            shutil.rmtree(out)
+            _remove_index(out)
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=1))
     if args.bm25s_at and args.bm25s_at not in sizes:
@@ -218,10 +230,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _bm25s(corpus: Path, n: int, work: Path, qfile: Path) -> dict:
     out = work / f"bm25s-{n}"
+    _remove_index(out)  # BM25Index.save writes into the folder: it must not be someone else's
     _log(f"bm25s build {n:,} (the baseline)")
     b, _ = _child(BM25S_BUILD.format(corpus=str(corpus), n=n, out=str(out)))
     s, _ = _child(SERVE.format(qfile=str(qfile), out=str(out), opts={}, top_out=str(work / f"top-bm25s-{n}.json")))
-    shutil.rmtree(out)
+    _remove_index(out)
     return {"passages": n, "build_seconds": b["seconds"], "build_peak_rss": b["peak_rss"], **s}
 
 

@@ -1,4 +1,9 @@
-"""``r1searcher index build --corpus FILE --kind bm25|dense|hybrid --out DIR``."""
+"""``r1searcher index build --corpus FILE --kind bm25|dense|hybrid --out DIR`` and ``index verify DIR``.
+
+``--out`` is written beside (``DIR.tmp``) and replaces ``DIR`` only when ``DIR`` is absent, empty
+or an index r1searcher wrote; any other folder is refused before the build starts, untouched
+(:mod:`r1searcher.outdir`).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="index a passage JSONL and save it with its manifest")
     b.add_argument("--corpus", required=True, metavar="FILE", help="passage JSONL ({id,title,text} or {id,contents})")
     b.add_argument("--kind", choices=("bm25", "dense", "hybrid"), default="bm25")
-    b.add_argument("--out", required=True, metavar="DIR")
+    b.add_argument("--out", required=True, metavar="DIR",
+                   help="index folder: must be new, empty, or an r1searcher index (replaced); anything else is refused")
     b.add_argument("--no-stem", action="store_true", help="bm25: index surface words (no Snowball stemming)")
     b.add_argument("--engine", choices=("auto", "bm25s", "tantivy"), default="auto",
                    help="bm25: bm25s (in memory, fastest on small corpora) or tantivy (sharded, bounded memory, "
@@ -30,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--rrf-k", type=float, default=10.0, help="hybrid: reciprocal-rank-fusion constant (default 10)")
     b.add_argument("--dense-weight", type=float, default=0.75, help="hybrid: weight of the dense ranking (BM25's is 1)")
     b.add_argument("--cache-dir", default=None, help="dense: keep chunk embeddings here so a killed build resumes")
+    v = sub.add_parser("verify", help="re-read an index's files and check them against its manifest's sha256s "
+                                      "(tantivy: every file; other kinds: the passage store), then load it")
+    v.add_argument("index", metavar="DIR", help="an index folder")
 
 
 def _add_dense_knobs(b: argparse.ArgumentParser) -> None:
@@ -69,10 +78,11 @@ def pick_engine(engine: str, corpus: str, max_memory: int) -> str:
 def _build_tantivy(args: argparse.Namespace, max_memory: int) -> int:
     from pathlib import Path
 
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus
+    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, max_passage_bytes, stream_corpus
 
     t0 = time.perf_counter()
-    m = build_tantivy(stream_corpus(args.corpus), args.out, stemmer=None if args.no_stem else "english",
+    stream = stream_corpus(args.corpus, max_line_bytes=max_passage_bytes(max_memory))
+    m = build_tantivy(stream, args.out, stemmer=None if args.no_stem else "english",
                       max_memory=max_memory, shard_size=args.shard_size, source=args.corpus,
                       total_bytes=Path(args.corpus).stat().st_size, show_progress=True)
     dt = time.perf_counter() - t0
@@ -87,11 +97,28 @@ def _build_tantivy(args: argparse.Namespace, max_memory: int) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from r1searcher.retrieval.index import verify_index
+
+    t0 = time.perf_counter()
+    m = verify_index(args.index)
+    print(f"{args.index}: intact ({m['kind']} index of {m['passages']:,} passages, every file checked in "
+          f"{time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from r1searcher.outdir import check_replaceable
     from r1searcher.retrieval.bm25_tantivy_build import parse_size
     from r1searcher.retrieval.corpus import read_passages
-    from r1searcher.retrieval.index import build_index
+    from r1searcher.retrieval.index import build_index, save_index
+    from r1searcher.retrieval.manifest import is_index_dir
 
+    if args.index_cmd == "verify":
+        return _verify(args)
+    # the target, and the folder beside it that the build writes: both checked before any work
+    check_replaceable(args.out, is_index_dir, "an r1searcher index", label="--out")
+    check_replaceable(args.out.rstrip("/") + ".tmp", is_index_dir, "an r1searcher index (nor a build of one)")
     max_memory = parse_size(args.max_memory)
     if args.kind == "bm25" and pick_engine(args.engine, args.corpus, max_memory) == "tantivy":
         return _build_tantivy(args, max_memory)
@@ -111,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                     weights=(1.0, args.dense_weight), cache_dir=args.cache_dir)
     index = build_index(passages, args.kind, **opts)
     t2 = time.perf_counter()
-    m = index.save(args.out)
+    m = save_index(index, args.out, label="--out")
     t3 = time.perf_counter()
     print(
         f"{args.kind} index of {m['passages']} passages → {args.out}\n"

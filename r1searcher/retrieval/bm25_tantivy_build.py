@@ -2,9 +2,15 @@
 
 Memory: each shard is written through a tantivy arena sized from ``max_memory``, and the shard size
 derives from it too, so the build's peak resident memory is set by the flag, not by the corpus.
+A passage's own cost is bounded too: a corpus line longer than :func:`max_passage_bytes` of the
+budget is skipped and named (``FILE:LINE``, like a malformed line) without ever being held whole,
+and a passage handed in directly is indexed by at most that many characters (stored whole).
+
 A build writes ``OUT.tmp/`` and renames it to ``OUT`` only when complete, so a killed build leaves
 nothing that loads; its finished shards are kept in ``OUT.tmp/`` and the next build of the same
-corpus and options resumes after them (``build.json`` records them).
+corpus and options resumes after them (``build.json`` records them, with each shard file's
+sha256, checked before a shard is kept). ``OUT`` is replaced only when it is empty or an index of
+ours (:mod:`r1searcher.outdir`); any other folder is refused before any work, and left alone.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from r1searcher.retrieval.base import Passage
-from r1searcher.retrieval.bm25_tantivy import _TOKENIZER, ENGINE, KIND, _body, _files, _schema, make_analyzer
+from r1searcher.outdir import check_replaceable, remove_ours, replace_dir
+from r1searcher.retrieval.bm25_tantivy import _TOKENIZER, ENGINE, KIND, _body, _files, _schema, file_sha256s, make_analyzer
 from r1searcher.retrieval.corpus import CorpusReadError, ErrorHandler, _record_from_json, passage_line, report_to_stderr
-from r1searcher.retrieval.manifest import write_manifest
+from r1searcher.retrieval.manifest import BUILD_STATE, is_index_dir, write_manifest
 from r1searcher.retrieval.store import OFFSETS_FILE, PASSAGES_FILE
 
 DEFAULT_MAX_MEMORY = 4 * 1024**3
@@ -33,8 +40,11 @@ INDEX_BYTES_PER_PASSAGE = 200
 #: Resident memory of the build process besides tantivy's arena: 43 MB after imports, ~125 MB
 #: peak with tantivy's smallest arena (15 MB) once its flushes and merges run (measured).
 BASE_RSS = 112 * 1024**2
-_STATE = "build.json"
+_STATE = BUILD_STATE
 _OFFSETS_RAW = "offsets.bin"
+_WHAT = "an r1searcher index"
+#: Characters of a passage's start that are analysed for the avgdl probe terms (not the whole body).
+_PROBE_CHARS = 2000
 
 
 def parse_size(text: str | int) -> int:
@@ -63,12 +73,30 @@ def _peak_rss() -> int:
     return 0
 
 
-def stream_corpus(path: str | Path, on_error: ErrorHandler = report_to_stderr) -> Iterator[tuple[Passage, int]]:
+def max_passage_bytes(max_memory: int) -> int:
+    """The longest corpus line (bytes) a build of this budget reads: a line costs the build about
+    15× its size while it is parsed, stored and indexed (bytes, str, tantivy's postings before its
+    next flush), so it gets a 64th of what the budget leaves after the base: 2.2 MiB at 256M,
+    16 MiB (the cap) from about 1.1G. A ≤100-word passage is under 1 KB."""
+    return max(64 * 1024, min(16 * 1024**2, (max_memory - BASE_RSS) // 64))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def stream_corpus(
+    path: str | Path,
+    on_error: ErrorHandler = report_to_stderr,
+    max_line_bytes: int | None = None,
+) -> Iterator[tuple[Passage, int]]:
     """(passage, bytes of the file read so far) for a corpus JSONL (``.gz`` welcome), line by line.
 
     The byte position drives an honest progress bar/ETA without a counting pass. Malformed lines
-    are reported (``FILE:LINE: why``) and skipped; a file that cannot be read to its end raises
-    :class:`CorpusReadError` naming it and the last line read.
+    are reported (``FILE:LINE: why``) and skipped; so are lines longer than ``max_line_bytes``
+    (read through in 1 MiB pieces, never held whole: :func:`max_passage_bytes` of the build's
+    budget). A file that cannot be read to its end raises :class:`CorpusReadError` naming it and
+    the last line read.
     """
     import zlib
 
@@ -77,17 +105,28 @@ def stream_corpus(path: str | Path, on_error: ErrorHandler = report_to_stderr) -
         raise FileNotFoundError(f"corpus file not found: {p}")
     raw = open(p, "rb")
     stream = gzip.GzipFile(fileobj=raw) if p.endswith(".gz") else raw
+    limit = max_line_bytes if max_line_bytes is not None else -1
     row, lineno = 0, 0
     try:
         while True:
             try:
-                line = stream.readline()
+                line = stream.readline(limit + 1 if limit > 0 else -1)
+                over = 0
+                if limit > 0 and len(line) > limit and not line.endswith(b"\n"):
+                    over = len(line)
+                    while line and not line.endswith(b"\n"):
+                        line = stream.readline(1 << 20)
+                        over += len(line)
             except (EOFError, OSError, zlib.error) as e:
                 what = "ends early (truncated .gz?)" if isinstance(e, EOFError) else f"cannot be read ({e})"
                 raise CorpusReadError(f"{p}: {what} after line {lineno}") from None
-            if not line:
+            if not line and not over:
                 return
             lineno += 1
+            if over:
+                on_error(p, lineno, f"line of {_mb(over)} is over the {_mb(limit)} one passage may take in this build's "
+                                    f"memory budget; skipped (cut long documents into passages with 'r1searcher corpus build')")
+                continue
             if not line.strip():
                 continue
             try:
@@ -146,7 +185,7 @@ class _ShardWriter:
         self.n += 1
 
     def finish(self, probe_terms: list[str]) -> dict:
-        """Commit, wait for merges, and describe the shard (documents, avgdl, file sizes).
+        """Commit, wait for merges, and describe the shard (documents, avgdl, file sizes and sha256s).
 
         tantivy keeps the exact total token count of the field but does not expose it to Python;
         its score explanation prints ``avgdl`` = total tokens / documents, so one explained hit of
@@ -170,7 +209,7 @@ class _ShardWriter:
         # tantivy's avgdl is a float32 of an exact integer total: recover the total (exact to a few
         # tokens in 10^8), so shards of one corpus add up to that corpus's average
         return {"name": self.dir.name, "passages": self.n, "tokens": round(avgdl * self.n), "segments": searcher.num_segments,
-                "files": _files(self.dir)}
+                "files": _files(self.dir), "sha256": file_sha256s(self.dir)}
 
 
 def _fingerprint(source: str | Path | None) -> dict:
@@ -201,10 +240,11 @@ def build_tantivy(
 
     ``passages`` yields passages, or (passage, bytes read) pairs from :func:`stream_corpus` (then
     ``total_bytes`` gives the progress bar its end). ``max_memory`` bounds the build's resident
-    memory (tantivy's arena and the shard size derive from it); ``shard_size`` overrides the
-    latter. With ``source`` (the corpus file), a killed build resumes after its last finished
-    shard when rerun with the same file and options. ``_stop_after`` (tests) simulates a kill
-    after that many passages.
+    memory (tantivy's arena, the shard size and the longest passage indexed whole derive from it);
+    ``shard_size`` overrides the shard size. With ``source`` (the corpus file), a killed build
+    resumes after its last finished shard when rerun with the same file and options.
+    ``_stop_after`` (tests) simulates a kill after that many passages. An ``out`` that exists and
+    is neither empty nor an index of ours raises :class:`~r1searcher.outdir.NotOursError` first.
     """
     max_memory = parse_size(max_memory)
     if max_memory < BASE_RSS + 32 * 1024**2:
@@ -217,13 +257,17 @@ def build_tantivy(
     params = {"engine": ENGINE, "stemmer": stemmer, "stopwords": stopwords, "k1": k1, "b": b,
               "index_title": index_title, "analyzer": "simple", "shard_size": shard_size}
     analyzer = make_analyzer(stemmer, stopwords)  # bad options fail before any work
+    body_limit = max_passage_bytes(max_memory)
     out = Path(out)
+    check_replaceable(out, is_index_dir, _WHAT)
     tmp = out.with_name(out.name + ".tmp")
     key = {"source": _fingerprint(source), "params": params}
-    state = _resume_state(tmp, key) if source is not None else None
+    state = None
+    if source is not None:
+        check_replaceable(tmp, is_index_dir, _WHAT)
+        state = _resume_state(tmp, key)
     if state is None:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        remove_ours(tmp, is_index_dir, _WHAT)
         tmp.mkdir(parents=True)
         state = {**key, "shards": [], "rows": 0, "bytes": 0}
         _write_state(tmp, state)
@@ -265,9 +309,15 @@ def build_tantivy(
                 writer = _ShardWriter(tmp / f"shard-{len(state['shards']):03d}", (stemmer, stopwords), heap, threads)
                 probe, base = [], row
             body = _body(p, index_title)
+            if len(body) > body_limit:  # stored whole; indexed by its start, so one passage cannot burst the budget
+                print(f"warning: passage {p.id!r} (row {row}) has {len(body):,} characters; indexing its first "
+                      f"{body_limit:,} (the longest a build of this memory budget indexes whole)", file=sys.stderr)
+                body = body[:body_limit]
             writer.add(body, row - base)
             if len(probe) < 8 and body.strip():
-                probe.extend(analyzer.analyze(body)[:2])
+                # the passage's start only: analysing all of a long body costs ~60 B per token (any
+                # term with a hit gives the shard's avgdl, so a word cut at the end does no harm)
+                probe.extend(analyzer.analyze(body[:_PROBE_CHARS])[:2])
             line = passage_line(p).encode("utf-8")
             f_pass.write(line)
             sha.update(line)
@@ -303,19 +353,14 @@ def build_tantivy(
         raise ValueError("no indexable word in the whole corpus (all empty or stop words)")
     _finish_offsets(tmp, n)
     store = {k: v for k, v in _files(tmp).items() if k in (PASSAGES_FILE, OFFSETS_FILE)}
+    # passages.jsonl's sha256 is the corpus sha256; the offset table gets its own
+    store_sha = {OFFSETS_FILE: file_sha256s(tmp, [OFFSETS_FILE])[OFFSETS_FILE]}
     extra = {"shards": state["shards"], "avgdl": tokens / n, "build_seconds": round(time.perf_counter() - t0, 1),
-             "build_peak_rss": _peak_rss(), "max_memory": max_memory, "writer_heap": heap, "store_files": store}
+             "build_peak_rss": _peak_rss(), "max_memory": max_memory, "writer_heap": heap, "store_files": store,
+             "store_sha256": store_sha}
     m = write_manifest(tmp, KIND, sha.hexdigest(), n, params, **extra)
     (tmp / _STATE).unlink(missing_ok=True)
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+    replace_dir(tmp, out, is_index_dir, _WHAT)
     return m
 
 
@@ -346,9 +391,9 @@ def _resume_state(tmp: Path, key: dict) -> dict | None:
         return None
     if state.get("source") != key["source"] or state.get("params") != key["params"]:
         return None
-    for s in state["shards"]:  # a finished shard must be intact to be kept
+    for s in state["shards"]:  # a finished shard must be intact to be kept: sizes, then contents
         d = tmp / s["name"]
-        if not d.is_dir() or _files(d) != s["files"]:
+        if not d.is_dir() or _files(d) != s["files"] or file_sha256s(d) != s.get("sha256"):
             return None
     for d in tmp.glob("shard-*"):  # the shard that was being written when the build died
         if d.name not in {s["name"] for s in state["shards"]}:

@@ -14,10 +14,12 @@ hash per unique passage, ~0.25 GB per 29M). Accepted inputs:
 * TSV with a header naming ``text`` (and ``title``/``id``), or headerless DPR-style
   ``id<TAB>text<TAB>title`` / ``title<TAB>text``.
 
-Malformed lines are reported as ``FILE:LINE: why`` and skipped; they never stop a build. An input
-that cannot be read to its end (a ``.gz`` cut short by a half-finished download, a bad gzip
-stream, an I/O error) does: :class:`CorpusReadError` names the file and the last line read, the
-output's ``.tmp`` file is removed, and what was read is kept only when asked (``keep_partial``).
+Malformed lines are reported as ``FILE:LINE: why`` and skipped; they never stop a build. A line
+whose strings are not Unicode text (a lone surrogate such as the JSON escape ``"\\ud800"``, which
+cannot be written as UTF-8) is one of them. An input that cannot be read to its end (a ``.gz``
+cut short by a half-finished download, a bad gzip stream, an I/O error) does:
+:class:`CorpusReadError` names the file and the last line read, the output's ``.tmp`` file is
+removed, and what was read is kept only when asked (``keep_partial``).
 Output: JSONL ``{"id", "title", "text"}`` with ids ``p0000000``, ``p0000001``, … in input order.
 """
 
@@ -129,6 +131,24 @@ def _unquote_title(title: str) -> str:
 
 def _record_from_json(obj: object) -> tuple[str, str, str | None]:
     """Map one decoded JSON line to (title, text, id); raises ValueError naming what is wrong."""
+    rec = _fields_from_json(obj)
+    for name, value in zip(("title", "text", "id"), rec):
+        if value is not None:
+            _check_text(name, value)
+    return rec
+
+
+def _check_text(name: str, value: str) -> None:
+    """ValueError when ``value`` cannot be UTF-8 (a lone surrogate: JSON allows ``"\\ud800"``, UTF-8 does not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = value[e.start]
+        raise ValueError(f"'{name}' holds a lone surrogate (\\u{ord(bad):04x} at character {e.start}), "
+                         f"which is not Unicode text") from None
+
+
+def _fields_from_json(obj: object) -> tuple[str, str, str | None]:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     rid = obj.get("id")
@@ -297,6 +317,25 @@ def write_passages(passages: Iterable[Passage], out: str | Path, keep_partial: b
         raise
     tmp.replace(out)
     return h.hexdigest(), n
+
+
+def is_corpus_file(path: str | Path) -> bool:
+    """True when ``path`` is empty or a corpus :func:`build_corpus` wrote: its first line is the
+    canonical line of passage ``p0000000`` (what ``corpus build --out`` may replace)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            first = f.readline(1 << 20)
+    except OSError:
+        return False
+    if not first:
+        return True
+    try:
+        obj = json.loads(first)
+    except ValueError:
+        return False
+    return (isinstance(obj, dict) and list(obj) == ["id", "title", "text"] and obj["id"] == "p0000000"
+            and first.decode("utf-8") == passage_line(Passage(obj["id"], obj["title"], obj["text"])))
 
 
 def build_corpus(

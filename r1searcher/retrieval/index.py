@@ -5,21 +5,27 @@
 (CLI, server, rollout) never branch on the kind. ``cached_index`` builds once per (corpus
 sha256, kind, options) under a cache folder and reuses it afterwards: the dense build of the
 shared corpus costs tens of minutes on 2 cores and must not be repeated per benchmark run.
+
+``save_index`` is how a built index reaches its folder: saved beside it (``DIR.tmp``) and renamed
+over ``DIR`` only when ``DIR`` is absent, empty or an index of ours (:mod:`r1searcher.outdir`).
+``verify_index`` re-reads an index's files against the checksums its manifest records.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from r1searcher.outdir import fresh_tmp, remove_ours, replace_dir
 from r1searcher.retrieval.base import Passage, Retriever
 from r1searcher.retrieval.corpus import corpus_sha256
-from r1searcher.retrieval.manifest import MANIFEST, read_manifest
+from r1searcher.retrieval.manifest import KINDS, MANIFEST, is_index_dir, read_manifest
 
-KINDS = ("bm25", "dense", "hybrid")
+_WHAT = "an r1searcher index"
+_CHUNK = re.compile(r"emb_\d{10}_\d+(\.tmp)?\.npy")
 
 
 def _cls(kind: str):
@@ -66,6 +72,54 @@ def load_index(directory: str | Path, **opts) -> Retriever:
     return _cls(m["kind"]).load(directory, **opts)
 
 
+def save_index(index, directory: str | Path, label: str = "") -> dict:
+    """Save ``index`` into ``directory`` through ``DIR.tmp``; return its manifest.
+
+    ``directory`` must be absent, empty or an index of ours (else
+    :class:`~r1searcher.outdir.NotOursError`, nothing touched); ``label`` names the flag it came from.
+    """
+    d = Path(directory)
+    tmp = fresh_tmp(d, is_index_dir, _WHAT)
+    m = index.save(tmp)
+    replace_dir(tmp, d, is_index_dir, _WHAT, label)
+    return m
+
+
+def _is_chunk_cache(d: Path) -> bool:
+    """A dense build's embedding chunks (``emb_<start>_<rows>.npy``) and nothing else."""
+    return all(_CHUNK.fullmatch(e.name) for e in d.iterdir())
+
+
+def verify_index(directory: str | Path) -> dict:
+    """Check an index's files against its manifest's checksums, reading all of them; return the manifest.
+
+    A tantivy index checks every shard file and its store (:class:`TantivyBM25` ``verify="full"``);
+    every kind checks that its ``passages.jsonl`` hashes to the manifest's ``corpus_sha256``, and
+    then loads. Raises ``ValueError`` naming the first damaged file.
+    """
+    from r1searcher.retrieval.store import PASSAGES_FILE
+
+    d = Path(directory)
+    m = read_manifest(d)
+    if m["kind"] == "bm25" and (m.get("params") or {}).get("engine") == "tantivy":
+        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+
+        TantivyBM25(d, verify="full")
+        return m
+    parts = [d / "bm25", d / "dense"] if m["kind"] == "hybrid" else [d]
+    for part in parts:
+        sha = read_manifest(part)["corpus_sha256"]
+        h = hashlib.sha256()
+        with open(part / PASSAGES_FILE, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        if h.hexdigest() != sha:
+            raise ValueError(f"{part / PASSAGES_FILE}: damaged index store (sha256 is not the manifest's "
+                             f"corpus_sha256); rebuild the index")
+    load_index(d)
+    return m
+
+
 def cache_key(sha: str, kind: str, opts: dict) -> str:
     """Folder name for a cached index: kind, corpus hash prefix, hash of the build options."""
     o = hashlib.sha256(json.dumps(opts, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -96,13 +150,6 @@ def cached_index(
     if kind in ("dense", "hybrid"):
         build_opts["cache_dir"] = emb
     index = _cls(kind).build(list(passages), show_progress=show_progress, **build_opts)
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    index.save(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    if emb.exists():
-        shutil.rmtree(emb)
+    save_index(index, folder)
+    remove_ours(emb, _is_chunk_cache, "a dense build's embedding chunks")
     return load_index(folder), folder, False

@@ -4,16 +4,27 @@ Written by each index's ``save`` and read by ``load_index`` to pick the class. F
 (bm25 / dense / hybrid), ``format`` (bumped on incompatible layout changes), ``corpus_sha256``
 and ``passages`` (which corpus it indexes: caches key on this), ``model`` (encoder, or null),
 ``params`` (everything that changes the scores) and ``created``.
+
+:func:`is_index_dir` says whether a folder is an index r1searcher wrote (or an unfinished build
+of one): the only non-empty folders that ``index build --out`` may replace (:mod:`r1searcher.outdir`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+#: The resumable tantivy build's state file (in ``OUT.tmp/`` until the build finishes).
+BUILD_STATE = "build.json"
+KINDS = ("bm25", "dense", "hybrid")
+#: Every name an index folder (any kind, or a build in progress) holds at its top level.
+_INDEX_NAMES = re.compile(
+    r"(manifest\.json|passages\.jsonl|offsets\.(npy|bin)|build\.json(\.tmp)?|bm25s|bm25|dense|shard-\d+"
+    r"|faiss\.index(\.tmp)?|vectors\.f16\.npy(\.tmp)?)")
 
 
 def write_manifest(
@@ -61,3 +72,26 @@ def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
     if kind is not None and m["kind"] != kind:
         raise ValueError(f"{directory} holds a {m['kind']!r} index, not {kind!r}")
     return m
+
+
+def is_index_dir(directory: str | Path) -> bool:
+    """True when ``directory`` is an index r1searcher wrote, or an unfinished build of one.
+
+    That is: its ``manifest.json`` names an index kind and the r1searcher version that wrote it
+    (every manifest has since the first), or it holds a build's ``build.json``; and every entry
+    is a name an index holds, so a folder that also holds someone's other files is not one.
+    """
+    d = Path(directory)
+    try:
+        names = [e.name for e in d.iterdir()]
+    except OSError:
+        return False
+    if not all(_INDEX_NAMES.fullmatch(n) for n in names):
+        return False
+    if (d / BUILD_STATE).is_file():
+        return True
+    try:
+        m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("kind") in KINDS and "r1searcher" in m
