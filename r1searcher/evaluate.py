@@ -3,19 +3,30 @@
 For each dataset ``OUT/<name>/predictions.jsonl`` holds one line per question (``question``,
 ``answer``, ``answers``, ``pred_ans``, ``stop_reason_final``, ``gen_text_store``, ``n_searches``,
 ``queries``, and the per-row ``em``/``cover_em``/``f1``), appended and flushed batch by batch, so an
-interrupted run continues from what is already written (a torn last line is dropped). ``metrics.json``
-is rewritten from the whole file at the end.
+interrupted run continues from what is already written. ``metrics.json`` is rewritten from the rows
+of the questions evaluated at the end.
 
-``OUT/<name>/run.json`` records what the predictions are made with (``EvalSpec.provenance``: method,
-model and checkpoint, retriever, k, prompt, rollout limits); continuing into a folder made another
-way is refused, so rows of two runs never mix. Rows that ended with ``retriever_error`` (the
-retriever was down) are not answers: a rerun drops and retries them, and until none remain
-``metrics.json`` counts them in ``retriever_errors`` (``r1searcher eval`` then exits non-zero).
+One run at a time: ``evaluate_dataset`` holds an exclusive lock on ``OUT/<name>/.lock``
+(:mod:`r1searcher.folderlock`) while it runs, and a second run into the same folder is refused.
+
+``OUT/<name>/run.json`` records what the predictions are made with and on (``EvalSpec.provenance``:
+method, model and checkpoint, retriever and the index's fingerprint, k, prompt, rollout limits; and
+the data file's sha256); continuing into a folder made another way, or after the data file
+changed, is refused (``EvalSpec.restart`` discards the folder's predictions instead), so rows of two
+runs never mix. On resume every valid row is kept: damaged lines (a torn write, an edit) are
+reported as ``file:line`` and dropped, a second row for one question is dropped, and only the
+questions without a row are evaluated; the file is rewritten without the dropped lines. A row
+belongs to a question by the record's id and question text when the file gives ids, by question
+text when it does not (never by position). Rows that ended with ``retriever_error`` (the retriever
+was down) are not answers: a rerun drops and retries them, and until none remain ``metrics.json``
+counts them in ``retriever_errors`` (``r1searcher eval`` then exits non-zero). A failed write (disk
+full) raises an OSError naming the file and leaves no torn line behind.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -23,9 +34,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from r1searcher.baselines import DIRECT_MAX_TOKENS, SEARCHING, check_method, direct_answer, direct_prompt, has_chat_template
-from r1searcher.data.qa import LoadReport, QARecord, load_qa
+from r1searcher.data.qa import ID_FIELDS, LoadReport, QARecord, load_qa
+from r1searcher.fingerprint import file_sha256
+from r1searcher.folderlock import folder_lock
 from r1searcher.metrics import aggregate, score_prediction
 from r1searcher.retrieval.base import Passage
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS, METRICS, RUN = "predictions.jsonl", "metrics.json", "run.json"
+#: Fields every prediction row must have to be kept on resume (the rest is the paper's free shape).
+ROW_FIELDS = ("id", "question", "pred_ans", "stop_reason_final", "n_searches", "em", "cover_em", "f1")
+#: run.json fields that inform but do not decide whether a folder may be continued.
+INFO_FIELDS = ("data_path",)
+_MAX_LOGGED = 10  # damaged lines logged one by one, then a count
 
 
 @dataclass
@@ -37,27 +59,106 @@ class EvalSpec:
     max_doc_words: int | None = 100
     gold_passages: dict[str, Passage] = field(default_factory=dict)  # oracle: passage id -> passage
     provenance: dict = field(default_factory=dict)  # what else the predictions depend on (run.json); method is added
+    restart: bool = False  # discard the folder's predictions, metrics and run.json first (``eval --restart``)
 
 
-def read_done(path: Path) -> list[dict]:
-    """Rows already written; a torn last line (killed mid-write) is dropped and the file repaired."""
+def _read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+    """``(line number, row)`` of each valid row of ``path``, and ``file:line: reason`` per damaged line."""
     if not path.exists():
-        return []
-    rows, good_bytes = [], 0
+        return [], []
+    rows: list[tuple[int, dict]] = []
+    damaged: list[str] = []
     with open(path, "rb") as f:
-        for raw in f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
             try:
-                rows.append(json.loads(raw))
-            except json.JSONDecodeError:
-                break
-            if not raw.endswith(b"\n"):
-                rows.pop()
-                break
-            good_bytes += len(raw)
-    if good_bytes != path.stat().st_size:
-        with open(path, "r+b") as f:
-            f.truncate(good_bytes)
-    return rows
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                damaged.append(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})")
+                continue
+            except json.JSONDecodeError as e:
+                torn = " (a torn write)" if not raw.endswith(b"\n") else ""
+                damaged.append(f"{path}:{lineno}: invalid JSON{torn} ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(row, dict):
+                damaged.append(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                continue
+            missing = [k for k in ROW_FIELDS if k not in row]
+            if missing:
+                damaged.append(f"{path}:{lineno}: not a prediction row (no {', '.join(repr(k) for k in missing)})")
+                continue
+            rows.append((lineno, row))
+    return rows, damaged
+
+
+def read_done(path: Path, damaged: list[str] | None = None) -> list[dict]:
+    """The valid rows of ``path`` in file order (none when it is absent). A damaged line (torn by a
+    kill, edited, not JSON) is skipped, not the end of the file; ``damaged`` collects one
+    ``file:line: reason`` for each. Reads only: ``evaluate_dataset`` rewrites the file."""
+    rows, bad = _read_rows(Path(path))
+    if damaged is not None:
+        damaged.extend(bad)
+    return [r for _, r in rows]
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """``e`` with ``path`` as its filename when it has none (a full disk's ENOSPC names no file)."""
+    if e.filename:
+        return e
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _encode_rows(rows: list[dict]) -> bytes:
+    """One JSON line per row, UTF-8. A lone surrogate (from a passage or the model) cannot be
+    UTF-8: that row is written with ASCII escapes, still valid JSON that reads back the same."""
+    out = []
+    for row in rows:
+        try:
+            out.append((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        except UnicodeEncodeError:
+            out.append((json.dumps(row) + "\n").encode("ascii"))
+    return b"".join(out)
+
+
+def _append(fd: int, path: Path, data: bytes) -> None:
+    """Append ``data`` and fsync; on failure cut the file back (no torn line) and name ``path``."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    except OSError as e:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass
+        raise _named(e, path) from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (temp file, fsync, rename); errors name ``path``, and the
+    temp file is removed, so a full disk leaves the old file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise _named(e, path) from None
 
 
 def _gold_ids(rec: QARecord) -> list[str]:
@@ -139,83 +240,175 @@ def summarize(rows: list[dict], seconds: float | None = None) -> dict:
 RETRY = "retriever_error"  # rows with this stop reason are retried on the next run
 
 
-def check_provenance(out_dir: Path, spec: EvalSpec, has_rows: bool) -> None:
-    """Write ``run.json``, or refuse (one line) to continue predictions made another way."""
+def _short(v) -> str:
+    """A sha256 as its first 12 digits, anything else as its repr."""
+    return f"{v[:12]}…" if isinstance(v, str) and len(v) == 64 else repr(v)
+
+
+def _difference(key: str, have, want, data_path) -> str:
+    """One changed run.json field, as the refusal says it."""
+    if key == "data_sha256":
+        if have is None:
+            return "run.json does not record the data file's sha256 (an older r1searcher wrote it)"
+        return f"the data file {data_path} changed (sha256 {_short(have)}, now {_short(want)})"
+    if key == "index" and have is None and isinstance(want, dict):
+        return "run.json does not record the index's fingerprint (an older r1searcher wrote it)"
+    if key == "index" and isinstance(have, dict) and isinstance(want, dict):
+        parts = [f"{k} {_short(have.get(k))} (now {_short(want.get(k))})"
+                 for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+        return f"the index is another build: {', '.join(parts)}"
+    return f"{key} {have!r} (now {want!r})"
+
+
+def check_provenance(out_dir: Path, spec: EvalSpec, has_rows: bool, data_path: str | Path | None = None) -> None:
+    """Write ``run.json``, or refuse (one line) to continue predictions made another way or on
+    another data file (``data_path``: its sha256 is recorded and compared)."""
     want = {"method": spec.method, **spec.provenance}
-    path = out_dir / "run.json"
+    if data_path is not None:
+        want["data_sha256"] = file_sha256(data_path)
+        want["data_path"] = str(Path(data_path).resolve())
+    path = out_dir / RUN
     if has_rows:
         if not path.exists():
             raise ValueError(f"{out_dir} holds predictions without a run.json saying how they were made: "
-                             f"choose another --out, or delete {out_dir / 'predictions.jsonl'} to start over")
+                             f"choose another --out, or pass --restart to discard them")
         try:
             have = json.loads(path.read_text())
         except ValueError:
-            raise ValueError(f"{path}: not valid JSON; delete the folder to start over") from None
-        diff = [f"{k} {have.get(k)!r} (now {want.get(k)!r})" for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+            raise ValueError(f"{path}: not valid JSON; pass --restart to discard the folder's predictions") from None
+        keys = sorted((set(have) | set(want)) - set(INFO_FIELDS))
+        if data_path is None:
+            keys = [k for k in keys if k != "data_sha256"]
+        diff = [_difference(k, have.get(k), want.get(k), data_path) for k in keys if have.get(k) != want.get(k)]
         if diff:
-            raise ValueError(f"{out_dir} holds predictions made with another setup: {'; '.join(diff)}; "
-                             f"choose another --out, or delete the folder to start over")
+            raise ValueError(f"{out_dir} holds predictions of method {have.get('method')!r} made with another setup: "
+                             f"{'; '.join(diff)}; choose another --out, or pass --restart to discard them")
         return
-    tmp = out_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(want, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(want, indent=1, sort_keys=True).encode())
 
 
-def _drop_retry_rows(path: Path, rows: list[dict]) -> list[dict]:
-    """Rows without ``retriever_error``; the file is rewritten without the others (they are redone)."""
-    keep = [r for r in rows if r.get("stop_reason_final") != RETRY]
-    if len(keep) != len(rows):
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return keep
+def _has_id(rec: QARecord) -> bool:
+    return any(rec.meta.get(name) not in (None, "") for name in ID_FIELDS)
+
+
+def match_rows(records: list[QARecord], rows: list[tuple[int, dict]], path: Path) -> tuple[dict[int, dict], list[str], bool]:
+    """Which row answers which record: ``{record index: row}``, one ``file:line: reason`` per row
+    dropped (a second row for a question, a row for no question of the file), and whether a kept
+    row's ``id`` was corrected.
+
+    A record with an id owns the row with that id and its question text; a record without one (its
+    id is its line number, which moves when a line is inserted) owns a row with its question text,
+    the one with its line number first. A row never answers a question by position."""
+    by_id = {(r.id, r.question): i for i, r in enumerate(records) if _has_id(r)}
+    by_text: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        if not _has_id(r):
+            by_text.setdefault(r.question, []).append(i)
+    matched: dict[int, dict] = {}
+    dropped: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    fixed = False
+    for lineno, row in rows:
+        key = (str(row["id"]), str(row["question"]))
+        if key in seen:
+            dropped.append(f"{path}:{lineno}: a second row for question id {key[0]!r} (dropped)")
+            continue
+        seen.add(key)
+        i = by_id.get(key)
+        if i is None:
+            free = [j for j in by_text.get(key[1], []) if j not in matched]
+            i = next((j for j in free if records[j].id == key[0]), free[0] if free else None)
+        if i is None or i in matched:
+            dropped.append(f"{path}:{lineno}: no question of the data file has id {key[0]!r} and this "
+                           f"question text (dropped)")
+            continue
+        if row["id"] != records[i].id:
+            row["id"], fixed = records[i].id, True
+        matched[i] = row
+    return matched, dropped, fixed
+
+
+def _warn(lines: list[str], summary: str) -> None:
+    for line in lines[:_MAX_LOGGED]:
+        log.warning(line)
+    more = f" ({len(lines) - _MAX_LOGGED} not shown)" if len(lines) > _MAX_LOGGED else ""
+    log.warning(summary + more)
 
 
 def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Path, spec: EvalSpec,
                      progress: bool = True, on_error: str = "skip") -> dict:
-    """Evaluate one dataset file; resumable. Returns the metrics dict (also written to metrics.json)."""
+    """Evaluate one dataset file; resumable. Returns the metrics dict (also written to metrics.json).
+
+    Holds ``out_dir``'s lock for the whole run (another process is refused with one line)."""
     check_method(spec.method)
+    if spec.limit < 0:
+        raise ValueError(f"limit must be 0 (all questions) or more, got {spec.limit}")
+    if spec.batch_size < 1:
+        raise ValueError(f"batch size must be 1 or more, got {spec.batch_size}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pred_path = out_dir / "predictions.jsonl"
+    with folder_lock(out_dir, "r1searcher eval"):
+        return _evaluate_locked(engine, retriever, Path(data_path), out_dir, spec, progress, on_error)
+
+
+def _evaluate_locked(engine, retriever, data_path: Path, out_dir: Path, spec: EvalSpec, progress: bool,
+                     on_error: str) -> dict:
+    pred_path = out_dir / PREDICTIONS
     report = LoadReport()
-    records = load_qa(data_path, on_error=on_error, limit=spec.limit or None, report=report)
+    every = load_qa(data_path, on_error=on_error, report=report)  # all: a row may answer one past --limit
+    records = every[: spec.limit] if spec.limit else every
     if not records:
         raise ValueError(f"{data_path}: no usable question ({report.n_bad} bad line(s)"
                          f"{', the file is empty' if not report.n_bad else ''})")
-    done = read_done(pred_path)
-    check_provenance(out_dir, spec, bool(done))
-    done = _drop_retry_rows(pred_path, done)
-    done_ids = {r["id"] for r in done}
-    todo = [r for r in records if r.id not in done_ids]
+    if spec.restart:
+        for name in (PREDICTIONS, METRICS, RUN):
+            (out_dir / name).unlink(missing_ok=True)
+    lines, damaged = _read_rows(pred_path)
+    check_provenance(out_dir, spec, bool(lines or damaged), data_path)
+    matched, dropped, fixed = match_rows(every, lines, pred_path)
+    if damaged:
+        _warn(damaged, f"{pred_path}: {len(damaged)} damaged line(s) dropped, {len(lines)} valid row(s) kept; "
+                       f"the questions without a row are evaluated again")
+    if dropped:
+        _warn(dropped, f"{pred_path}: {len(dropped)} row(s) answering no remaining question dropped")
+    retry = [i for i, r in matched.items() if r.get("stop_reason_final") == RETRY]
+    for i in retry:
+        del matched[i]
+    torn_end = False
+    if pred_path.exists() and pred_path.stat().st_size:
+        with open(pred_path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn_end = f.read(1) != b"\n"
+    if damaged or dropped or retry or fixed or torn_end:  # rewrite: only the kept rows, in question order
+        write_atomic(pred_path, _encode_rows([matched[i] for i in sorted(matched)]))
+    todo = [i for i in range(len(records)) if i not in matched]
     t0 = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=f"{spec.method} {Path(data_path).stem}",
+        bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=f"{spec.method} {data_path.stem}",
                    unit="q", dynamic_ncols=True)
-    with open(pred_path, "a") as f:
+    done = [matched[i] for i in range(len(records)) if i in matched]
+    fd = os.open(pred_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
         for start in range(0, len(todo), spec.batch_size):
-            batch = todo[start:start + spec.batch_size]
+            idx = todo[start:start + spec.batch_size]
+            batch = [records[i] for i in idx]
             trajs = run_method(engine, retriever, batch, spec)
             rows = [prediction_row(r, t, spec.method) for r, t in zip(batch, trajs)]
-            f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-            f.flush()
-            os.fsync(f.fileno())
+            _append(fd, pred_path, _encode_rows(rows))
+            matched.update(zip(idx, rows))
             done += rows
             if bar is not None:
                 bar.update(len(batch))
                 bar.set_postfix(f1=f"{sum(r['f1'] for r in done) / len(done):.3f}",
                                 searches=f"{sum(r['n_searches'] for r in done) / len(done):.2f}")
-    if bar is not None:
-        bar.close()
+    finally:
+        os.close(fd)
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - t0
-    keep = {r.id for r in records}
-    rows = [r for r in done if r["id"] in keep]
+    rows = [matched[i] for i in range(len(records))]
     metrics = summarize(rows)
     metrics["method"] = spec.method
     metrics["dataset"] = str(data_path)
@@ -223,9 +416,7 @@ def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Pa
     metrics["retriever_errors"] = sum(r["stop_reason_final"] == RETRY for r in rows)
     if todo:
         metrics["seconds_per_question"] = round(elapsed / len(todo), 3)
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, out_dir / "metrics.json")
+    write_atomic(out_dir / METRICS, json.dumps(metrics, indent=2).encode())
     return metrics
 
 

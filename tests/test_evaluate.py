@@ -100,3 +100,30 @@ def test_oracle_needs_gold_passages(tmp_path, world_files, engine_and_index):
     with pytest.raises(ValueError, match="gold passages"):
         evaluate_dataset(engine, index, world_files["heldout"], tmp_path / "o2",
                          EvalSpec(method="oracle", limit=3, gold_passages={"x": Passage("x", "t", "t")}), progress=False)
+
+
+def test_without_ids_rows_are_matched_by_question_text_never_by_line(tmp_path, world_files, engine_and_index):
+    """A file without ids numbers its records by line; a row answers the question whose text it
+    holds, not the record that now sits at its line number (its id is corrected)."""
+    engine, index = engine_and_index
+    qs = [json.loads(x) for x in world_files["heldout"].read_text().splitlines()[:6]]
+    data = tmp_path / "noid.jsonl"
+    data.write_text("".join(json.dumps({k: v for k, v in q.items() if k != "id"}) + "\n" for q in qs))
+    out = tmp_path / "run"
+    evaluate_dataset(engine, index, data, out, EvalSpec(method="naive", limit=3), progress=False)
+    pred = out / "predictions.jsonl"
+    rows = read_done(pred)
+    assert [r["id"] for r in rows] == ["1", "2", "3"]
+    rows[1] = {**rows[1], "question": qs[4]["question"], "pred_ans": "KEPT"}  # line 2's row answers line 5's question
+    pred.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    m = evaluate_dataset(engine, index, data, out, EvalSpec(method="naive"), progress=False)
+    again = read_done(pred)
+    assert m["n"] == 6 and len(again) == 6
+    assert sorted((r["id"], r["question"]) for r in again) == sorted((str(i), q["question"]) for i, q in enumerate(qs, 1))
+    assert [r["id"] for r in again if r["pred_ans"] == "KEPT"] == ["5"]
+
+
+def test_a_negative_limit_is_refused(tmp_path, world_files, engine_and_index):
+    engine, index = engine_and_index
+    with pytest.raises(ValueError, match="limit must be 0"):
+        evaluate_dataset(engine, index, world_files["heldout"], tmp_path / "o", EvalSpec(method="naive", limit=-5), progress=False)

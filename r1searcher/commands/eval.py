@@ -10,6 +10,28 @@ from pathlib import Path
 HELP = "evaluate a policy or a baseline (rl, iterative, naive, rag, oracle) on QA datasets"
 
 
+def _count(text: str) -> int:
+    """An integer >= 0 (argparse type: a negative --limit is refused, not read from the end)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, got {n}")
+    return n
+
+
+def _positive(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from r1searcher.baselines import METHODS
     from r1searcher.commands._common import add_retriever_arguments
@@ -20,21 +42,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, help="dataset names (hotpotqa, 2wiki, musique, bamboogle) or JSONL files")
     add_retriever_arguments(p)
     p.add_argument("--corpus", help="corpus JSONL with the gold passages (oracle)")
-    p.add_argument("--limit", type=int, default=0, help="first N questions of each dataset (0 = all)")
-    p.add_argument("--out", required=True, help="output folder: OUT/<dataset>/{predictions.jsonl,metrics.json}")
-    p.add_argument("-k", "--top-k", type=int, default=None,
+    p.add_argument("--limit", type=_count, default=0, help="first N questions of each dataset (0 = all)")
+    p.add_argument("--out", required=True, help="output folder: OUT/<dataset>/{predictions.jsonl,metrics.json,run.json}; "
+                   "a rerun continues what is there (same setup and data only), one run at a time")
+    p.add_argument("--restart", action="store_true",
+                   help="discard what OUT/<dataset>/ holds (predictions, metrics, run.json) and evaluate from scratch, "
+                        "e.g. after the data file, the index or the model changed")
+    p.add_argument("-k", "--top-k", type=_positive, default=None,
                    help="passages per search (default: retrieval.top_k of --config or an override, else 5 as the paper)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_positive, default=16)
     p.add_argument("--config", help="YAML config (rollout limits, prompt style)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. rollout.max_searches=9)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from r1searcher.commands._common import open_retriever
     from r1searcher.config import load_config
     from r1searcher.data.qa import resolve_dataset
-    from r1searcher.evaluate import EvalSpec, check_provenance, evaluate_dataset, format_table, read_done
+    from r1searcher.evaluate import PREDICTIONS, EvalSpec, check_provenance, evaluate_dataset, format_table
+    from r1searcher.folderlock import folder_lock
     from r1searcher.models import load_policy
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.rollout.engine import RolloutEngine
@@ -56,17 +85,27 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--method oracle needs --corpus FILE holding the gold passages")
         gold = {p.id: p for p in read_passages(args.corpus)}
     spec = EvalSpec(method=args.method, limit=args.limit, batch_size=args.batch_size, top_k=args.top_k,
-                    max_doc_words=cfg.retrieval.max_doc_words, gold_passages=gold, provenance=provenance(args, cfg))
+                    max_doc_words=cfg.retrieval.max_doc_words, gold_passages=gold, provenance=provenance(args, cfg),
+                    restart=args.restart)
     paths = [resolve_dataset(name) for name in args.data]
-    for path in paths:  # refuse to continue another setup's predictions before loading the model
-        out = Path(args.out) / path.stem
-        if (out / "predictions.jsonl").exists():
-            check_provenance(out, spec, bool(read_done(out / "predictions.jsonl")))
-    model, tok = load_policy(cfg.model)
-    engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
+    stems = [p.stem for p in paths]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise ValueError(f"two --data files share the name {', '.join(twice)} (each writes OUT/<name>/): "
+                         f"evaluate them into different --out folders")
     results = {}
-    for path in paths:
-        results[path.stem] = evaluate_dataset(engine, retriever, path, Path(args.out) / path.stem, spec)
+    with ExitStack() as held:
+        for path in paths:  # one run per folder, for the whole run (another process is refused)
+            held.enter_context(folder_lock(Path(args.out) / path.stem, "r1searcher eval"))
+        for path in paths:  # refuse to continue another setup's predictions before loading the model
+            out = Path(args.out) / path.stem
+            pred = out / PREDICTIONS
+            if not args.restart and pred.exists() and pred.stat().st_size:
+                check_provenance(out, spec, True, path)
+        model, tok = load_policy(cfg.model)
+        engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
+        for path in paths:
+            results[path.stem] = evaluate_dataset(engine, retriever, path, Path(args.out) / path.stem, spec)
     if args.json:
         print(json.dumps(results))
     else:
@@ -99,16 +138,23 @@ def _model_identity(name: str) -> dict:
 
 
 def provenance(args: argparse.Namespace, cfg) -> dict:
-    """What predictions depend on besides the questions (recorded in each dataset's run.json)."""
+    """What predictions depend on besides the questions (recorded in each dataset's run.json): the
+    model (and its weights' hashes), the retriever and, for ``--index``, what the index holds
+    (``fingerprint.index_fingerprint``: its manifest's build, or a corpus file's sha256; a server or
+    the web is recorded by name only), k, prompt and rollout limits."""
+    from r1searcher.fingerprint import index_fingerprint
+
+    index = None
     if getattr(args, "web", False):
         source = "web"
     elif getattr(args, "index", None):
         source = str(Path(args.index).expanduser().resolve())
+        index = index_fingerprint(args.index)
     else:
         source = args.server
     r = cfg.rollout
     return {
-        **_model_identity(args.model), "retriever": source, "top_k": args.top_k,
+        **_model_identity(args.model), "retriever": source, "index": index, "top_k": args.top_k,
         "corpus": str(Path(args.corpus).resolve()) if getattr(args, "corpus", None) else None,
         "prompt": {"style": r.prompt, "few_shot": r.few_shot, "shots": r.shots},
         "limits": {"max_searches": r.max_searches, "max_new_tokens_per_turn": r.max_new_tokens_per_turn,

@@ -11,7 +11,8 @@ Shapes read (one JSON object per line; a ``.json`` file holding one JSON array a
 The answers of a record are the union, in this order and without duplicates, of ``answer``,
 ``answers``, ``golden_answers`` and ``answer_aliases``; booleans become yes/no, numbers their ``str``.
 A record's id is ``id``, else ``_id``, else ``idx``, else its line number. ``meta`` keeps every
-field of the line except ``question`` (so ``answer`` and ``answers`` stay distinguishable). Bad lines are reported as ``file:line: reason`` and skipped or raised.
+field of the line except ``question`` (so ``answer`` and ``answers`` stay distinguishable). Bad lines (a string holding a lone
+surrogate such as JSON ``"\\ud800"`` included) are reported as ``file:line: reason`` and skipped or raised.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ ID_FIELDS = ("id", "_id", "idx")
 #: Where ``resolve_dataset`` looks for ``<name>.jsonl`` besides ``$R1SEARCHER_DATA``.
 DATA_ENV = "R1SEARCHER_DATA"
 _MAX_LOGGED = 10  # bad lines logged one by one; the report keeps them all
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -97,10 +100,36 @@ def answers_of(obj: dict[str, Any], fields: str | tuple[str, ...] | None = None)
     return out
 
 
+def _lone_surrogate(value: Any, where: str = "") -> str | None:
+    """Where in ``value`` a string holds a lone surrogate (JSON ``"\\ud800"``), or None.
+
+    JSON may escape half of a UTF-16 pair on its own; Python decodes it to a string that cannot be
+    encoded as UTF-8, which the tokenizer and every writer reject. Such a line is as bad as a line
+    that is not UTF-8 at all."""
+    if isinstance(value, str):
+        m = _SURROGATE.search(value)
+        return f"{where or 'the value'} (\\u{ord(m.group()):04x})" if m else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        name = f"{where}[{k!r}]" if where else repr(k)
+        if isinstance(k, str) and (found := _lone_surrogate(k, f"a key of {where or 'the record'}")):
+            return found
+        if found := _lone_surrogate(v, name):
+            return found
+    return None
+
+
 def record_from_dict(obj: Any, default_id: str) -> QARecord:
     """Validate one decoded JSON value and build a :class:`QARecord`; ValueError says why not."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    if bad := _lone_surrogate(obj):
+        raise ValueError(f"a lone surrogate in {bad}: not valid Unicode text")
     question = obj.get("question")
     if question is None:
         raise ValueError("no 'question'")
@@ -158,7 +187,7 @@ def load_qa(
 ) -> list[QARecord]:
     """Read QA records from ``path``.
 
-    Bad lines (invalid JSON, no question, no answer, wrong types, a repeated id) are logged as
+    Bad lines (invalid JSON, no question, no answer, wrong types, a repeated id, a lone surrogate) are logged as
     warnings ``file:line: reason`` (the first ten, then a count) and all collected in ``report``
     when one is given; ``on_error="skip"``
     drops them, ``"fail"`` raises :class:`QADataError` at the first. ``limit`` stops after that many
@@ -212,6 +241,12 @@ def _search_dirs() -> list[Path]:
     for root in (repo, Path.cwd()):
         shared = root.parent / "shared" / "data"
         dirs += [shared / "eval", shared / "dev_extra", shared / "train", shared]
+    # Where `r1searcher data get` writes (the same folder as above when $R1SEARCHER_DATA is set;
+    # otherwise <cache root>/data, searched last so a ../shared/data bundle keeps its meaning).
+    from r1searcher.paths import data_root
+
+    base = data_root()
+    dirs += [base / "eval", base / "dev_extra", base / "train", base]
     unique: list[Path] = []
     for d in dirs:
         if d not in unique:
@@ -224,9 +259,10 @@ def resolve_dataset(name: str) -> Path:
 
     Looks for ``<name>.jsonl`` (then ``<name>.json``) in ``$R1SEARCHER_DATA`` (and its ``eval/``,
     ``dev_extra/``, ``train/``), then in ``../shared/data/{eval,dev_extra,train}/`` and
-    ``../shared/data/`` next to the repo and next to the current directory, so ``hotpotqa`` is the
-    eval set and ``dev_extra/hotpotqa`` the extra dev set. Raises FileNotFoundError naming the
-    places searched and the names available there.
+    ``../shared/data/`` next to the repo and next to the current directory, then in the data root
+    ``r1searcher data get`` fills (``<cache root>/data`` when ``$R1SEARCHER_DATA`` is unset), so
+    ``hotpotqa`` is the eval set and ``dev_extra/hotpotqa`` the extra dev set. Raises
+    FileNotFoundError naming the places searched and the names available there.
     """
     direct = Path(name).expanduser()
     if direct.is_file():
@@ -239,5 +275,6 @@ def resolve_dataset(name: str) -> Path:
                 return cand
     available = sorted({f.stem for d in dirs if d.is_dir() for f in d.iterdir() if f.suffix in (".jsonl", ".json")})
     where = ", ".join(str(d) for d in dirs)
-    hint = f"; available: {', '.join(available)}" if available else f"; set ${DATA_ENV} to the data folder"
+    fetch = f"; fetch it with `r1searcher data get {name}` or set ${DATA_ENV} to the data folder"
+    hint = f"; available: {', '.join(available)}" if available else fetch
     raise FileNotFoundError(f"dataset {name!r} not found (searched {where}){hint}")
