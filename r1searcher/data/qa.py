@@ -237,10 +237,14 @@ def _search_dirs() -> list[Path]:
     if env:
         base = Path(env).expanduser()
         dirs += [base, base / "eval", base / "dev_extra", base / "train"]
-    repo = Path(__file__).resolve().parents[2]
-    for root in (repo, Path.cwd()):
+    # ../shared/data beside the current folder or one of its parents (a checkout's subfolders too);
+    # never relative to the source: an installed package has no ../shared beside it
+    cwd = Path.cwd().resolve()
+    for root in (cwd, *list(cwd.parents)[:3]):
         shared = root.parent / "shared" / "data"
-        dirs += [shared / "eval", shared / "dev_extra", shared / "train", shared]
+        if shared.is_dir():
+            dirs += [shared / "eval", shared / "dev_extra", shared / "train", shared]
+            break
     # Where `r1searcher data get` writes (the same folder as above when $R1SEARCHER_DATA is set;
     # otherwise <cache root>/data, searched last so a ../shared/data bundle keeps its meaning).
     from r1searcher.paths import data_root
@@ -259,7 +263,8 @@ def resolve_dataset(name: str) -> Path:
 
     Looks for ``<name>.jsonl`` (then ``<name>.json``) in ``$R1SEARCHER_DATA`` (and its ``eval/``,
     ``dev_extra/``, ``train/``), then in ``../shared/data/{eval,dev_extra,train}/`` and
-    ``../shared/data/`` next to the repo and next to the current directory, then in the data root
+    ``../shared/data/`` beside the current folder (or the nearest of its three parents that has
+    one), then in the data root
     ``r1searcher data get`` fills (``<cache root>/data`` when ``$R1SEARCHER_DATA`` is unset), so
     ``hotpotqa`` is the eval set and ``dev_extra/hotpotqa`` the extra dev set. Raises
     FileNotFoundError naming the places searched and the names available there.
