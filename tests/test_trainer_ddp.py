@@ -1,9 +1,11 @@
 """Data parallelism: 2 processes (torchrun, gloo on CPU) give the same update as 1 process on the
-same global batch, including a rank whose groups were all dropped (it holds no trajectory)."""
+same global batch, including a rank whose groups were all dropped (it holds no trajectory); and a
+checkpoint that rank 0 cannot save ends every rank with that error instead of leaving one waiting."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -114,3 +116,68 @@ def test_two_processes_match_one(tmp_path, smollm_tokenizer):
             torch.testing.assert_close(b["delta"][k], a["delta"][k], rtol=1e-4, atol=1e-7, msg=f"{name}: {k}")
             moved += int(a["delta"][k].abs().sum() > 0)
         assert moved > 0, name
+
+
+#: ``r1searcher train`` whose rank-0 process stays alive after its error until the file ``argv[1]``
+#: exists (as one kept by a tracker still uploading): the other rank must not need that process
+#: to die (closing its connections) to learn that the save failed.
+LINGER = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from r1searcher.cli import main
+
+    rc = main(sys.argv[2:])
+    for _ in range(600):
+        if rc == 0 or os.environ["RANK"] != "0" or Path(sys.argv[1]).exists():
+            break
+        time.sleep(0.5)
+    sys.exit(rc)
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("linger,fsdp", [(False, False), (True, False), (True, True)], ids=["exits", "lingers", "fsdp"])
+def test_a_save_failure_on_rank_0_ends_every_rank_with_its_cause(tmp_path, smollm_tokenizer, linger, fsdp):
+    """Two training processes (gloo, launched as a cluster scheduler does: RANK/WORLD_SIZE, no
+    torchrun agent to kill the survivor); a file is in the way of rank 0's checkpoints folder, so its
+    first save fails (replicas, or sharded with train.fsdp). Both processes end non-zero within the
+    subprocess timeout, each naming the cause."""
+    from tests.test_trainer_loop import write_tiny_run
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=2, save_every=1, fsdp=fsdp)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("a file where the checkpoints folder goes\n")
+    (tmp_path / "linger.py").write_text(LINGER)
+    flag = tmp_path / "rank1-done"
+    train = ["train", "--config", str(d / "tiny.yaml"), "--out", str(run)]
+    cmd = [sys.executable, str(tmp_path / "linger.py"), str(flag)] if linger else [sys.executable, "-m", "r1searcher.cli"]
+    port = _free_port()
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(cmd + train, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        _, err1 = procs[1].communicate(timeout=120)  # the rank whose own save had nothing wrong
+        flag.touch()
+        _, err0 = procs[0].communicate(timeout=120)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for rank, proc, err in ((0, procs[0], err0), (1, procs[1], err1)):
+        assert proc.returncode == 2, f"rank {rank}: {err[-3000:]}"
+        line = err.strip().splitlines()[-1]
+        assert line.startswith("r1searcher train: error: "), f"rank {rank}: {err[-3000:]}"
+        assert "cannot save checkpoint step 1" in line and "File exists" in line, f"rank {rank}: {line}"
+    assert "rank 0 failed" in err1.strip().splitlines()[-1]
+    assert not (run / "log.jsonl").read_text().count('"step": 2')  # no rank went on to step 2

@@ -20,12 +20,14 @@ newest intact checkpoint, or (``last_intact``) moves the damaged ones aside and 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,79 +121,142 @@ def save_checkpoint(
     rank: int = 0,
     world_size: int = 1,
     keep_last: int = 2,
-    barrier=None,
+    agree: Callable[[BaseException | None], None] | None = None,
     model_state: dict | None = None,
     optimizer_state: dict | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically and prune to the last ``keep_last`` (≤ 0: keep all).
 
     Every rank calls this (each writes its RNG state); rank 0 writes the rest and renames.
-    ``barrier`` (a no-arg callable) separates the phases under data parallelism. ``model_state`` /
-    ``optimizer_state``: full state dicts gathered beforehand (a sharded model: ``rl/fsdp.full_state``).
+    ``agree(error_or_None)`` (under data parallelism :func:`r1searcher.rl.distributed.agree`) ends
+    each phase: a collective after which every rank raises if any rank's phase failed, so no rank is
+    left waiting for one that gave up. ``model_state`` / ``optimizer_state``: full state dicts
+    gathered beforehand (a sharded model: ``rl/fsdp.full_state``).
+
+    A failed save (a full disk, no permission, a file in the way) raises a one-line
+    :class:`CheckpointError` naming the folder and the reason, removes the half-written
+    ``.tmp-`` folder and leaves the previous checkpoints as they were.
     """
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp-step_{step:08d}"
-    with _save_errors(root, step, tmp if rank == 0 else None):
+
+    def phase(work) -> None:
+        error = None
+        try:
+            work()
+        except Exception as e:  # noqa: BLE001 - every rank must hear of it, whatever it is
+            error = _checkpoint_error(e, root, step)
+        try:
+            (agree or _alone)(error)
+        except BaseException:
+            if rank == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def prepare() -> None:
         if rank == 0:
             root.mkdir(parents=True, exist_ok=True)
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir()
-        if barrier:
-            barrier()
-        torch.save(rng_state(), tmp / f"rng_rank{rank}.pt")
+
+    def write() -> None:
+        _torch_save(rng_state(), tmp / f"rng_rank{rank}.pt")
         if rank == 0:
             _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)  # None: the model's own
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp / "model")
-            torch.save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            _torch_save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
+            _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
             (tmp / "state.json").write_text(json.dumps({**state, "step": step, "world_size": world_size}, indent=1))
             (tmp / "config.yaml").write_text(config_yaml)
-        if barrier:
-            barrier()
-        if rank == 0:  # every rank's files are in place: record them
-            (tmp / MANIFEST).write_text(json.dumps({"files": _describe(tmp)}, indent=1))
-    if rank == 0:
-        with _save_errors(root, step, None):
-            if final.exists():  # re-saving a step (e.g. after a resume): swap the old one out first
-                old = root / f".old-step_{step:08d}"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
+
+    def publish() -> None:  # every rank's files are in place: record them, rename, prune
+        if rank != 0:
+            return
+        (tmp / MANIFEST).write_text(json.dumps({"files": _describe(tmp)}, indent=1))
+        if final.exists():  # re-saving a step (e.g. after a resume): swap the old one out first
+            old = root / f".old-step_{step:08d}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            try:
                 os.replace(tmp, final)
+            except OSError:
+                os.replace(old, final)  # the step's previous checkpoint stays
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+        for stale in root.glob(".tmp-*"):
+            if stale != tmp:
+                shutil.rmtree(stale, ignore_errors=True)
+        if keep_last > 0:
+            for old in checkpoint_dirs(run_dir)[:-keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-            _fsync_dir(root)
-            for stale in root.glob(".tmp-*"):
-                if stale != tmp:
-                    shutil.rmtree(stale, ignore_errors=True)
-            if keep_last > 0:
-                for old in checkpoint_dirs(run_dir)[:-keep_last]:
-                    shutil.rmtree(old, ignore_errors=True)
-    if barrier:
-        barrier()
+
+    phase(prepare)
+    phase(write)
+    phase(publish)
     return final
 
 
-class _save_errors:
-    """Turn an OSError while saving into a one-line CheckpointError; remove the half-written folder."""
+def _alone(error: BaseException | None) -> None:
+    if error is not None:
+        raise error
 
-    def __init__(self, root: Path, step: int, tmp: Path | None):
-        self.root, self.step, self.tmp = root, step, tmp
 
-    def __enter__(self):
-        return self
+def _torch_save(obj, path: Path) -> None:
+    """``torch.save`` through a Python file, so that a failed write is an OSError with its errno
+    (torch writing to a path reports a full disk as "[enforce fail at inline_container.cc] unexpected pos")."""
+    try:
+        with open(path, "wb") as f:
+            torch.save(obj, f)
+    except Exception as e:
+        os_err = _as_os_error(e, context=True)  # torch's writer raised its RuntimeError while handling it
+        if os_err is None or os_err.filename:
+            raise
+        raise OSError(os_err.errno, os_err.strerror, str(path)) from e
 
-    def __exit__(self, typ, exc, tb):
-        if exc is None or not isinstance(exc, OSError):
-            return False
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        raise CheckpointError(f"cannot save checkpoint step {self.step} in {self.root}: "
-                              f"{exc.strerror or exc}{where}") from exc
+
+_OS_ERROR_RE = re.compile(r"\(os error (\d+)\)")  # how Rust (safetensors) reports an errno
+
+
+def _as_os_error(e: BaseException, context: bool = False) -> OSError | None:
+    """The OSError behind ``e``: itself, the one it was raised from (or, with ``context``, during),
+    or one named in its message (safetensors: "I/O error: No space left on device (os error 28)")."""
+    seen: BaseException | None = e
+    for _ in range(8):  # a short chain (and never a cycle)
+        if seen is None:
+            break
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or (seen.__context__ if context else None)
+    m = _OS_ERROR_RE.search(str(e))
+    if m:
+        code = int(m.group(1))
+        return OSError(code, os.strerror(code))
+    return None
+
+
+def _checkpoint_error(e: Exception, root: Path, step: int) -> Exception:
+    """A one-line CheckpointError for a failed write (naming the folder, the reason and its errno
+    name, and the file when known); other errors (and a peer's) are returned unchanged."""
+    if isinstance(e, CheckpointError):
+        return e
+    os_err = _as_os_error(e)
+    if os_err is None:
+        return e
+    reason = os_err.strerror or str(os_err)
+    code = errno.errorcode.get(os_err.errno or 0)
+    where = f": {os_err.filename}" if getattr(os_err, "filename", None) else ""
+    kept = checkpoint_dirs(root.parent)
+    hint = f"; {kept[-1].name} is kept" if kept and os_err.errno == errno.ENOSPC else ""
+    err = CheckpointError(f"cannot save checkpoint step {step} in {root}: {reason}{f' ({code})' if code else ''}"
+                          f"{where}{hint}")
+    err.__cause__ = e
+    return err
 
 
 def _sha256(path: Path) -> str:
@@ -235,6 +300,11 @@ def verify_checkpoint(path: str | Path) -> None:
     for f in sorted(p.rglob("*")):
         if f.is_file() and f.stat().st_size == 0:
             raise CheckpointError(f"{f}: empty file (the checkpoint is damaged)")
+
+
+def checkpoint_state(path: str | Path) -> dict:
+    """A checkpoint's ``state.json`` (step, data position, the training clock, …)."""
+    return _read_state(Path(path))
 
 
 def _read_state(p: Path) -> dict:

@@ -10,6 +10,13 @@ in ``DistributedDataParallel``: in RL the number of micro-batches differs betwee
 dropped, different lengths), and DDP's wrapper needs every rank to run the same number of backward
 passes. Each rank's loss is already its share of the global loss (global denominators), so the sum
 over ranks is the gradient of the whole batch, the same as one process computing it alone.
+
+Failures: a section where only some ranks can fail (rank 0 writing a checkpoint or the log) is
+wrapped in :class:`all_or_none`, which ends with a collective where every rank says whether it
+failed; if any did, every rank raises (the failing one its own error, the others a
+:class:`PeerError` naming it). Without that, the other ranks learn of it only when their next
+collective breaks: with gloo as a bare "connection closed by peer", with NCCL not at all until the
+process group's timeout (tens of minutes) unless a launcher kills them.
 """
 
 from __future__ import annotations
@@ -122,6 +129,67 @@ def gather_sums(stats: dict[str, float]) -> dict[str, float]:
         for k, v in d.items():
             out[k] = out.get(k, 0.0) + v
     return out
+
+
+class PeerError(RuntimeError):
+    """Another rank failed in a section every rank had to finish; the message names it and its error."""
+
+
+def agree(error: BaseException | None, what: str = "") -> None:
+    """Collective: raise on every rank if ``error`` is set on any.
+
+    The failing rank re-raises ``error``; the others raise :class:`PeerError` with the failing
+    rank's one-line message. Every rank must call it (one ``all_gather_object`` of a short string);
+    alone, it just raises ``error``.
+    """
+    failed = _failures(error)
+    if error is not None:
+        raise error
+    _raise_peer(failed, what)
+
+
+class all_or_none:
+    """``with all_or_none("saving checkpoint step 3"):`` a section without collectives inside, that
+    some ranks may fail; on leaving it every rank raises if any failed (:func:`agree`).
+
+    KeyboardInterrupt and other non-``Exception`` errors skip the collective (the process is going away).
+    """
+
+    def __init__(self, what: str = ""):
+        self.what = what
+
+    def __enter__(self) -> "all_or_none":
+        return self
+
+    def __exit__(self, typ, exc, tb) -> bool:
+        if exc is not None and not isinstance(exc, Exception):
+            return False
+        failed = _failures(exc)
+        if exc is None:
+            _raise_peer(failed, self.what)
+        return False  # this rank's own error propagates unchanged
+
+
+def _failures(error: BaseException | None) -> list[tuple[int, str]]:
+    """(rank, one-line message) of every rank whose ``error`` is set; a collective when distributed."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [] if error is None else [(0, _one_line(error))]
+    everyone: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, None if error is None else _one_line(error))
+    return [(r, m) for r, m in enumerate(everyone) if m is not None]
+
+
+def _raise_peer(failed: list[tuple[int, str]], what: str) -> None:
+    if failed:
+        rank, msg = failed[0]
+        raise PeerError(f"{what + ': ' if what else ''}rank {rank} failed: {msg}")
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}"
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
 
 
 def any_rank(flag: bool) -> bool:

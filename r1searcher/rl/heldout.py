@@ -98,10 +98,11 @@ def run_heldout(engine, model, records, cfg, dist, run: Path, step: int) -> dict
     model.eval()
     with torch.no_grad(), F.gathered(model):
         ho = evaluate_heldout(engine, records, cfg.rollout.batch_size, dist)
-    if dist.is_main:
-        with open(run / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **ho}) + "\n")
-        hops = " ".join(f"{h}-hop {b['f1']:.1f}" for h, b in ho.get("by_hops", {}).items())
-        print(f"held-out @ step {step}: F1 {ho['f1']:.1f} cover-EM {ho['cover_em']:.1f} "
-              f"searches/q {ho['searches_per_question']:.2f} {hops} ({ho['seconds']:.0f} s)", flush=True)
+    with D.all_or_none(f"writing {run / 'eval.jsonl'}"):  # rank 0 writes; every rank hears if it could not
+        if dist.is_main:
+            with open(run / "eval.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, **ho}) + "\n")
+            hops = " ".join(f"{h}-hop {b['f1']:.1f}" for h, b in ho.get("by_hops", {}).items())
+            print(f"held-out @ step {step}: F1 {ho['f1']:.1f} cover-EM {ho['cover_em']:.1f} "
+                  f"searches/q {ho['searches_per_question']:.2f} {hops} ({ho['seconds']:.0f} s)", flush=True)
     return ho

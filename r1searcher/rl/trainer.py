@@ -44,7 +44,8 @@ from r1searcher.rl.checkpoint import (
 from r1searcher.rl import fsdp as F
 from r1searcher.rl.heldout import load_heldout, run_heldout
 from r1searcher.rl.logprobs import Batch, collate, token_logprobs
-from r1searcher.rl.stopping import parse_conditions, should_stop
+from r1searcher.rl.runfiles import check_resume_config, read_log, truncate_log
+from r1searcher.rl.stopping import StepClock, parse_conditions, should_stop
 from r1searcher.rl.losses import kl_estimate, rl_loss
 from r1searcher.rollout.trajectory import STOP_REASONS, Trajectory
 
@@ -333,7 +334,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
 
     ``resume`` continues from the latest checkpoint, verified first (a damaged one is an error that
     names the file; ``last_intact`` takes the newest intact one instead). A config that differs from
-    the checkpoint's is a warning, or an error for keys the checkpoint fixes (:data:`RESUME_FIXED`);
+    the checkpoint's is a warning, or an error for keys the checkpoint fixes (``rl/runfiles.RESUME_FIXED``);
     ``config.yaml`` keeps the run's original config.
 
     ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
@@ -353,23 +354,23 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     if not cfg.data.path:
         raise ValueError("data.path is not set: name the training questions in the config or as data.path=FILE "
                          "(a QA JSONL, or a dataset name such as hotpotqa)")
+    ckpt = None
     if resume:  # rank 0 verifies (and with last_intact moves damaged ones aside); the others follow
-        ckpt = resume_checkpoint(run, last_intact) if dist.is_main else None
-        D.barrier()
+        with D.all_or_none(f"resuming {run}"):
+            ckpt = resume_checkpoint(run, last_intact) if dist.is_main else None
         if not dist.is_main:
             ckpt = latest_checkpoint(run)
-    else:
-        ckpt = None
     if not resume and latest_checkpoint(run) is not None:
         raise ValueError(f"{run} already has checkpoints: pass --resume to continue it, or choose another --out")
     seed_everything(t.seed + dist.rank)
     cfg_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    if dist.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        if ckpt is None or not (run / "config.yaml").exists():
-            (run / "config.yaml").write_text(cfg_yaml)
-        else:
-            _check_resume_config(run, ckpt, cfg)
+    with D.all_or_none(f"preparing {run}"):  # rank 0 writes; every rank hears if it could not
+        if dist.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            if ckpt is None or not (run / "config.yaml").exists():
+                (run / "config.yaml").write_text(cfg_yaml)
+            else:
+                check_resume_config(run, ckpt, cfg)
 
     records = load_qa(resolve_dataset(cfg.data.path), on_error=cfg.data.on_error, limit=cfg.data.limit or None)
     sampler = QuestionSampler(len(records), t.seed, cfg.data.shuffle)
@@ -387,7 +388,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     retriever = TimedRetriever(build_retriever(cfg))
     engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval, steer=steer)
 
-    start, elapsed = 0, 0.0
+    start, state = 0, {}
     if ckpt is not None:
         state = load_checkpoint(ckpt, model=None, optimizer=None if sharded else optimizer, scheduler=scheduler,
                                 rank=dist.rank)
@@ -397,26 +398,34 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
             raise ValueError(f"{ckpt} was written with train.fsdp={str(state.get('fsdp', False)).lower()}; resume with the same")
         if sharded:
             F.load_optimizer(model, optimizer, ckpt / "optimizer.pt")
-        start, elapsed = state["step"], state.get("elapsed", 0.0)
+        start = state["step"]
         sampler.load_state_dict(state["sampler"])
     elif resume and dist.is_main:
         print(f"no checkpoint in {run}: starting from step 0")
-    if dist.is_main:  # lines of steps after the checkpoint (or of a run killed before its first one)
-        _truncate_log(run / "log.jsonl", start)
-        _truncate_log(run / "samples.jsonl", start)
-        _truncate_log(run / "eval.jsonl", start if start else -1)  # step 0 is evaluated again below
+    with D.all_or_none(f"reading the logs in {run}"):
+        if dist.is_main:  # lines of steps after the checkpoint (or of a run killed before its first one)
+            truncate_log(run / "log.jsonl", start)
+            truncate_log(run / "samples.jsonl", start)
+            truncate_log(run / "eval.jsonl", start if start else -1)  # step 0 is evaluated again below
 
     trackers = Trackers(t.report_to if dist.is_main else None, run, cfg.to_dict(), start)
     conditions = parse_conditions(t.stop_when)
-    history = _read_log(run / "log.jsonl") if start else []  # stop_when looks back over resumed steps too
+    history = read_log(run / "log.jsonl") if start else []  # stop_when looks back over resumed steps too
+    clock = StepClock.from_state(state, history)  # seconds spent, and what a step costs (train.max_minutes)
+    budget_s = t.max_minutes * 60
     heldout = load_heldout(cfg) if t.eval_every > 0 else []
     if heldout and start == 0:  # the starting point of the held-out curve
-        ho = run_heldout(engine, model, heldout, cfg, dist, run, 0)
-        elapsed += ho["seconds"]
-    bar = _progress_bar(t, run, start, elapsed) if dist.is_main and t.progress else None
+        clock.add_eval(run_heldout(engine, model, heldout, cfg, dist, run, 0)["seconds"])
+    bar = _progress_bar(t, run, start, clock.elapsed) if dist.is_main and t.progress else None
     pad_id = tok.pad_token_id
     kl_on = t.kl_coef > 0
     for step in range(start, t.max_steps):
+        if step == start and ckpt is not None:  # a resume: does its first step fit in what is left?
+            why = clock.stop_before_next(budget_s)
+            if D.any_rank(why is not None):
+                if dist.is_main:
+                    print(f"stopping before step {step + 1}: {why or 'the time budget is spent'}", flush=True)
+                break
         t0 = time.perf_counter()
         times: dict[str, float] = {}
         # 1. questions: the same global batch on every rank, each rank rolls out its share
@@ -463,45 +472,52 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         upd["grad_norm"] = grad_norm
         dropped = int(D.gather_sums({"d": dropped})["d"])
         times["seconds"] = time.perf_counter() - t0
-        elapsed += times["seconds"]
+        clock.add_step(times["seconds"])
         rec = step_record(step + 1, sums, upd, times, lr, dropped, kl_on)
         history.append(rec)
-        # 8. stop? (time budget, or the stage's goal reached: train.stop_when on the last steps' means)
-        out_of_time = D.any_rank(t.max_minutes > 0 and elapsed >= t.max_minutes * 60)
+        # 8. stop? (the stage's goal reached: train.stop_when on the last steps' means; or the next step,
+        #    with what is due before it, would not fit in the time budget; or max_steps)
+        eval_due = bool(heldout) and (step + 1) % t.eval_every == 0
+        save_due = (step + 1) % max(t.save_every, 1) == 0
         goal_met, means = should_stop(history, conditions, t.stop_window)
         goal_met = D.any_rank(goal_met)
-        last = step + 1 == t.max_steps or out_of_time or goal_met
-        if heldout and ((step + 1) % t.eval_every == 0 or last):
+        no_time = clock.stop_before_next(budget_s, eval_due, save_due) if step + 1 < t.max_steps else None
+        no_time = (no_time or "another rank's time budget is spent") if D.any_rank(no_time is not None) else None
+        stop_reason = None
+        if goal_met:
+            held = ", ".join(f"{c.key} {means[c.key]:.3f}" for c in conditions)
+            stop_reason = f"stop_when met (mean of the last {t.stop_window} steps: {held})"
+        elif no_time:
+            stop_reason = no_time
+        elif step + 1 == t.max_steps:
+            stop_reason = f"max_steps ({t.max_steps}) reached"
+        last = stop_reason is not None
+        if heldout and (eval_due or last):
             ho = run_heldout(engine, model, heldout, cfg, dist, run, step + 1)
             rec.update({f"heldout_{k}": v for k, v in ho.items() if k != "by_hops"})
-            elapsed += ho["seconds"]
-        rec["elapsed"] = round(elapsed, 2)
-        if dist.is_main:
-            with open(run / "log.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            samples = [sample_record(step + 1, tr, r, recs[tr.group].answers, cfg.reward, tok)
-                       for tr, r in zip(trajs[: t.log_samples], rewards.tolist())]
-            if samples:
-                with open(run / "samples.jsonl", "a") as f:
-                    f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
-            trackers.log(rec, samples)  # TensorBoard / wandb / Trackio mirrors (train.report_to)
-            if bar is not None:
-                _advance(bar, t, step + 1, elapsed, rec)
+            clock.add_eval(ho["seconds"])
+        rec["elapsed"] = round(clock.elapsed, 2)
+        rec["expected_step_seconds"] = round(clock.expected_step(), 2)  # what the budget check counts a step at
+        if stop_reason:
+            rec["stop_reason"] = stop_reason
+        with D.all_or_none(f"writing the log of step {step + 1}"):
+            if dist.is_main:
+                _write_records(run, rec, [sample_record(step + 1, tr, r, recs[tr.group].answers, cfg.reward, tok)
+                                          for tr, r in zip(trajs[: t.log_samples], rewards.tolist())], trackers)
+                if bar is not None:
+                    _advance(bar, t, step + 1, clock.elapsed, rec)
         # 9. checkpoint (also when the time budget is spent or the goal is met: the last step always leaves one)
-        if (step + 1) % max(t.save_every, 1) == 0 or last:
+        if save_due or last:
+            t_save = time.perf_counter()
             model_state, optim_state = F.full_state(model, optimizer) if sharded else (None, None)
             save_checkpoint(run, step + 1, model=model, optimizer=optimizer, scheduler=scheduler,
-                            state={"sampler": sampler.state_dict(), "elapsed": elapsed, "fsdp": sharded},
+                            state={"sampler": sampler.state_dict(), **clock.state(), "fsdp": sharded},
                             config_yaml=cfg_yaml, tokenizer=tok, rank=dist.rank, world_size=dist.world_size,
-                            keep_last=t.keep_last, barrier=D.barrier, model_state=model_state, optimizer_state=optim_state)
-        if out_of_time:
+                            keep_last=t.keep_last, agree=D.agree, model_state=model_state, optimizer_state=optim_state)
+            clock.add_save(time.perf_counter() - t_save)
+        if last:
             if dist.is_main:
-                print(f"time budget of {t.max_minutes:g} min spent after step {step + 1}")
-            break
-        if goal_met:
-            if dist.is_main:
-                held = ", ".join(f"{c.key} {means[c.key]:.3f}" for c in conditions)
-                print(f"stop_when met after step {step + 1} (mean of the last {t.stop_window} steps: {held})")
+                print(f"stopping after step {step + 1}: {stop_reason}", flush=True)
             break
     if bar is not None:
         bar.close()
@@ -509,10 +525,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     return run
 
 
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _write_records(run: Path, rec: dict, samples: list[dict], trackers) -> None:
+    """Append a step's record to log.jsonl, its samples to samples.jsonl, and mirror them (train.report_to)."""
+    with open(run / "log.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if samples:
+        with open(run / "samples.jsonl", "a") as f:
+            f.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
+    trackers.log(rec, samples)  # TensorBoard / wandb / Trackio mirrors
 
 
 def _progress_bar(t: TrainConfig, run: Path, start: int, elapsed: float):
@@ -538,42 +558,3 @@ def _advance(bar, t: TrainConfig, step: int, elapsed: float, rec: dict) -> None:
     if rec.get("heldout_f1") is not None:
         post["heldout_f1"] = f"{rec['heldout_f1']:.1f}"
     bar.set_postfix(post)
-
-
-#: Keys a checkpoint fixes: a resume that changes them is refused (the weights, the adapter, the
-#: data order would not match; lr, betas and weight_decay come back from the optimizer state, so a
-#: new value would be silently ignored).
-RESUME_FIXED = ("model.name", "model.lora", "model.lora_r", "model.lora_alpha", "model.lora_layers", "train.init_from",
-                "train.fsdp", "data.path", "data.limit", "data.shuffle", "train.seed", "train.lr", "train.betas", "train.weight_decay")
-
-
-def _check_resume_config(run: Path, ckpt: Path, cfg: Config) -> None:
-    """Compare the resumed config with the checkpoint's: refuse changes to RESUME_FIXED, warn about
-    the rest and write this config to ``config.resume-step_N.yaml``; ``config.yaml`` is left as it was."""
-    import sys
-
-    from r1searcher.config import diff_configs
-
-    saved = ckpt / "config.yaml" if (ckpt / "config.yaml").exists() else run / "config.yaml"
-    changes = diff_configs(yaml.safe_load(saved.read_text()) or {}, cfg.to_dict())
-    if not changes:
-        return
-    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)
-    fixed = [k for k, _, _ in changes if k in RESUME_FIXED]
-    if fixed:
-        raise ValueError(f"cannot resume {run} with a changed {', '.join(fixed)} (the checkpoint fixes it): {shown}; "
-                         f"start a new run with --out, or train.init_from={ckpt} to start from these weights")
-    new = run / f"config.resume-{ckpt.name}.yaml"
-    new.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    print(f"warning: resuming with a changed config: {shown} (config.yaml keeps the original; this one is in {new.name})",
-          file=sys.stderr, flush=True)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines of steps after ``step`` (written after the checkpoint a resume starts from)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    tmp.replace(path)
