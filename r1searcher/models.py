@@ -10,7 +10,6 @@ Later loads read that folder (~1.6 s). No network access at any point.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -19,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from r1searcher import paths
+from r1searcher.fingerprint import file_sha256 as _sha256
 
 EMBEDDED = {
     "smollm2": {
@@ -41,14 +41,6 @@ EMBEDDED = {
 def cache_root(cache_dir: str = "") -> Path:
     """``cache_dir`` (``model.cache_dir``) when set, else the one cache root (``$R1SEARCHER_CACHE_DIR`` …)."""
     return paths.cache_root(cache_dir or None)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _package_dir(package: str, install: str) -> Path:

@@ -24,6 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 HELP = "bf16 vs fp32: sampler log-probs against the training forward, per token (PPO ratio at step start)"
 
@@ -46,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def mismatch_stats(sampler: "torch.Tensor", train: "torch.Tensor", mask: "torch.Tensor", clip_eps: float) -> dict:
+def mismatch_stats(sampler: torch.Tensor, train: torch.Tensor, mask: torch.Tensor, clip_eps: float) -> dict:
     """Per-token statistics of ``Δ = train - sampler`` at ``mask`` positions.
 
     ``sampler``, ``train``: [B, T] log-probs; ``mask``: [B, T] bool (policy tokens).
@@ -75,8 +79,6 @@ def mismatch_stats(sampler: "torch.Tensor", train: "torch.Tensor", mask: "torch.
 def measure(model, tok, retriever, questions: list[str], rcfg, retrieval_cfg, *, clip_eps: float, micro_batch: int,
             seed: int) -> dict:
     """One dtype: rollout (sampler log-probs), then the trainer's forward over the same tokens."""
-    import torch
-
     from r1searcher.rl.logprobs import collate
     from r1searcher.rl.trainer import batched_logprobs
     from r1searcher.rollout.engine import RolloutEngine

@@ -39,7 +39,6 @@ Building (streamed, bounded memory, resumable) is :mod:`r1searcher.retrieval.bm2
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -49,6 +48,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from r1searcher.fingerprint import file_sha256 as _sha256
 from r1searcher.outdir import fresh_tmp, replace_dir
 from r1searcher.retrieval.base import Passage, RetrieverError, check_batch
 from r1searcher.retrieval.manifest import is_index_dir, read_manifest
@@ -104,14 +104,6 @@ def _body(p: Passage, index_title: bool) -> str:
 
 def _files(d: Path) -> dict[str, int]:
     return {f.name: f.stat().st_size for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".")}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_sha256s(d: Path, names: Iterable[str] | None = None) -> dict[str, str]:

@@ -21,7 +21,6 @@ newest intact checkpoint, or (``last_intact``) moves the damaged ones aside and 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import random
@@ -33,6 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from r1searcher.fingerprint import file_sha256 as _sha256
 
 _STEP_RE = re.compile(r"^step_(\d+)$")
 MANIFEST = "manifest.json"
@@ -257,11 +258,6 @@ def _checkpoint_error(e: Exception, root: Path, step: int) -> Exception:
                           f"{where}{hint}")
     err.__cause__ = e
     return err
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _describe(folder: Path) -> dict[str, dict]:

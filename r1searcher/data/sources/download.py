@@ -10,13 +10,14 @@ removes the partial file. ``$R1SEARCHER_DATA_MIRROR`` (a base URL) fetches
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from r1searcher.fingerprint import file_sha256 as sha256_file
 
 MIRROR_ENV = "R1SEARCHER_DATA_MIRROR"
 CHUNK = 1 << 20
@@ -50,14 +51,6 @@ def one_line(e: BaseException, limit: int = 200) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     text = f"{type(e).__name__}: {text}" if text else type(e).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_meta(meta: Path) -> dict:
