@@ -1,0 +1,117 @@
+"""``r1searcher bench exploration``: what stage 2 can learn from at its first step, per rollout setting.
+
+GRPO learns only from groups whose rewards differ, and it can only learn "search twice" from
+groups in which some sample searched twice *and* scored better than its group-mates. This bench
+samples the untrained (or any) policy on the demo world's 2-hop training questions, ``--n`` samples
+a question, under each setting asked for (``--settings "rollout.temperature=1.0;rollout.shots=2"``:
+semicolon-separated variants, each a comma-separated list of overrides; ``base`` = the demo recipe
+as it is), and prints per setting, from the same questions and seed:
+
+- ``signal``: share of groups whose stage-2 rewards are not all equal (the rest are dropped);
+- ``two_search_wins``: share of groups in which a ≥2-search sample has the group's best reward
+  and beats its mean (a positive advantage for searching twice);
+- ``searches``: mean searches per sample; ``two_plus``: share of samples with ≥ 2 searches;
+- ``f1``: mean F1; ``f1_1`` / ``f1_2``: mean F1 of 1-search and ≥2-search samples;
+- ``closed``: share of samples with a well-formed answer (no format penalty);
+- wall seconds.
+
+Rollouts only (no update): minutes per setting on a CPU, so recipe choices about exploration are
+measured before hours of training are spent on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+HELP = "stage-2 learning signal at step 0 per rollout setting (groups with signal, 2-search wins, F1 by searches)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="qwen-coder-0.5b", help="embedded model name, HF folder or run folder")
+    p.add_argument("--questions", type=int, default=8, help="2-hop training questions of the demo world")
+    p.add_argument("--hops", type=int, default=2, help="hop count of the questions sampled")
+    p.add_argument("--n", type=int, default=8, help="samples per question (the group size)")
+    p.add_argument("--seed", type=int, default=0, help="world seed and sampling seed")
+    p.add_argument("--entities", type=int, default=120, help="world size (the demo's)")
+    p.add_argument("--settings", default="base",
+                   help="';'-separated variants of ','-separated overrides; 'base' = the demo recipe")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def group_stats(rewards: list[float], searches: list[int], f1s: list[float], closed: list[bool], n: int) -> dict:
+    """Statistics over groups of ``n`` consecutive samples (pure; lists of equal length)."""
+    groups = [range(i, i + n) for i in range(0, len(rewards), n)]
+    signal = two_wins = 0
+    for g in groups:
+        r = [rewards[i] for i in g]
+        mean = sum(r) / len(r)
+        if max(r) > min(r):
+            signal += 1
+        if any(searches[i] >= 2 and rewards[i] == max(r) and rewards[i] > mean for i in g):
+            two_wins += 1
+    one = [f for f, s in zip(f1s, searches) if s == 1]
+    two = [f for f, s in zip(f1s, searches) if s >= 2]
+    k = max(1, len(rewards))
+    return {
+        "groups": len(groups), "signal": signal / max(1, len(groups)), "two_search_wins": two_wins / max(1, len(groups)),
+        "searches": sum(searches) / k, "two_plus": sum(s >= 2 for s in searches) / k,
+        "f1": sum(f1s) / k, "f1_1": sum(one) / len(one) if one else None, "f1_2": sum(two) / len(two) if two else None,
+        "n_1": len(one), "n_2": len(two), "closed": sum(closed) / k,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from r1searcher.benchmarks import machine_info
+    from r1searcher.config import apply_overrides
+    from r1searcher.data.synthetic import generate_world
+    from r1searcher.demo import DemoSpec, demo_config
+    from r1searcher.models import load_policy
+    from r1searcher.retrieval.base import Passage
+    from r1searcher.retrieval.bm25 import BM25Index
+    from r1searcher.rewards import compute_reward
+    from r1searcher.rollout.engine import RolloutEngine
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = DemoSpec(seed=args.seed, entities=args.entities, model=args.model)
+    world = generate_world(spec.entities, seed=args.seed, prose=spec.prose)
+    index = BM25Index.build([Passage(p["id"], p["title"], p["text"]) for p in world.passages])
+    qs = [q for q in world.train if q.hops == args.hops][: args.questions]
+    base = demo_config(spec, "unused.jsonl", "unused-index")
+    base.reward.stage = 2
+    model, tok = load_policy(base.model)
+    results = {}
+    for variant in [v.strip() for v in args.settings.split(";") if v.strip()]:
+        overrides = [] if variant == "base" else [o.strip() for o in variant.split(",") if o.strip()]
+        cfg = apply_overrides(copy.deepcopy(base), overrides)  # it assigns in place
+        engine = RolloutEngine(model, tok, index, cfg.rollout, cfg.retrieval)
+        t0 = time.perf_counter()
+        trajs = engine.rollout([q.question for q in qs], n=args.n, seed=args.seed)
+        wall = time.perf_counter() - t0
+        rewards, searches, f1s, closed = [], [], [], []
+        for i, tr in enumerate(trajs):
+            r, info = compute_reward(tr, qs[i // args.n].answers, cfg.reward)
+            rewards.append(r)
+            searches.append(tr.n_searches)
+            f1s.append(float(info.get("f1", 0.0)))
+            closed.append(not info.get("reasons"))
+        results[variant] = {**group_stats(rewards, searches, f1s, closed, args.n), "wall_s": round(wall, 1)}
+        print(f"[bench exploration] {variant}: {json.dumps(results[variant])}", flush=True)
+    report = {"machine": machine_info(), "model": args.model, "seed": args.seed, "questions": len(qs),
+              "hops": args.hops, "n": args.n, "results": results}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"machine: {report['machine']}")
+    print(f"{args.model}, seed {args.seed}, {len(qs)} {args.hops}-hop training questions x {args.n} samples")
+    cols = ["signal", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "wall_s"]
+    print("setting | " + " | ".join(cols))
+    for v, r in results.items():
+        print(f"{v} | " + " | ".join("-" if r[c] is None else f"{r[c]:.3g}" for c in cols))
+    return 0

@@ -1,0 +1,24 @@
+"""The exploration bench's group statistics (pure): what a GRPO group can learn from."""
+
+from r1searcher.benchmarks.exploration import group_stats
+
+
+def test_group_stats_counts_signal_and_two_search_wins():
+    # group 0: rewards differ and the 2-search sample is best (a win); group 1: all equal (no signal);
+    # group 2: rewards differ but the best sample searched once
+    rewards = [0.0, 1.0, 0.5, 0.5, 1.0, 0.0]
+    searches = [1, 2, 2, 1, 1, 2]
+    f1s = [0.0, 1.0, 0.5, 0.5, 1.0, 0.0]
+    closed = [True, True, True, False, True, True]
+    s = group_stats(rewards, searches, f1s, closed, n=2)
+    assert s["groups"] == 3
+    assert s["signal"] == 2 / 3
+    assert s["two_search_wins"] == 1 / 3
+    assert s["two_plus"] == 0.5 and s["searches"] == 1.5
+    assert s["f1_1"] == (0.0 + 0.5 + 1.0) / 3 and s["f1_2"] == (1.0 + 0.5 + 0.0) / 3
+    assert s["closed"] == 5 / 6
+
+
+def test_group_stats_ties_at_the_top_are_not_wins_when_all_equal():
+    s = group_stats([1.0, 1.0], [2, 2], [1.0, 1.0], [True, True], n=2)
+    assert s["signal"] == 0 and s["two_search_wins"] == 0
