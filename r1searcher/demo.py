@@ -174,15 +174,23 @@ def _prepare_hotpotqa(spec: DemoSpec, out: Path) -> dict:
             "index": str(index_dir), "corpus": str(corpus)}
 
 
-def _evaluate(model, tok, retriever, cfg: Config, method: str, data: str, out: Path, limit: int, gold=None) -> dict:
-    """One method on the demo's held-out questions: greedy, one batch of up to 64 questions at a time."""
-    from r1searcher.evaluate import EvalSpec, evaluate_dataset
+def _evaluate(model, tok, retriever, cfg: Config, method: str, data: str, out: Path, limit: int, gold=None,
+              provenance: dict | None = None) -> dict:
+    """One method on the demo's held-out questions: greedy, one batch of up to 64 questions at a time.
+    ``provenance`` (the model's weights, the index's build) goes into run.json: a resumed demo whose
+    model or index changed is refused instead of mixing rows."""
+    from r1searcher.evaluate import EvalSpec, ProvenanceChanged, evaluate_dataset
     from r1searcher.rollout.engine import RolloutEngine
 
     engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
     spec = EvalSpec(method=method, limit=limit, batch_size=64, top_k=cfg.retrieval.top_k,
-                    max_doc_words=cfg.retrieval.max_doc_words, gold_passages=gold or {})
-    return evaluate_dataset(engine, retriever, data, out / method, spec)
+                    max_doc_words=cfg.retrieval.max_doc_words, gold_passages=gold or {}, provenance=provenance or {})
+    try:
+        return evaluate_dataset(engine, retriever, data, out / method, spec)
+    except ProvenanceChanged as e:  # the demo's own folder, made by an earlier model or index: redo it
+        print(f"[demo] {method}: evaluated again ({str(e).split(': ', 1)[-1].split('; choose')[0]})")
+        spec.restart = True
+        return evaluate_dataset(engine, retriever, data, out / method, spec)
 
 
 def run_demo(spec: DemoSpec) -> dict:
@@ -211,6 +219,7 @@ def _stage_seconds(run_dir: Path) -> float:
 def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     import torch
 
+    from r1searcher.fingerprint import index_fingerprint
     from r1searcher.models import load_policy
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.retrieval.index import load_index
@@ -230,11 +239,13 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
 
     # 1. before: the untrained model, with the competent direct baselines and the untrained tag loop
     model, tok = load_policy(cfg.model)
+    index_id = index_fingerprint(data["index"])
     before = {}
     methods = ("naive", "rag", "oracle", "iterative") if gold else ("naive", "rag", "iterative")
     for method in methods:
         with torch.no_grad():
-            before[method] = _evaluate(model, tok, retriever, cfg, method, data["eval"], out / "before", limit, gold)
+            before[method] = _evaluate(model, tok, retriever, cfg, method, data["eval"], out / "before", limit, gold,
+                                       {"model": spec.model, "index": index_id})
         print(f"[demo] before {method}: F1 {before[method]['f1']}, searches/q {before[method]['searches_per_question']}")
     del model
 
@@ -282,7 +293,8 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     model, tok = load_policy(cfg.model, path=str(final_model))
     after = {}
     with torch.no_grad():
-        after["rl"] = _evaluate(model, tok, retriever, cfg, "rl", data["eval"], out / "after", limit)
+        after["rl"] = _evaluate(model, tok, retriever, cfg, "rl", data["eval"], out / "after", limit, None,
+                                {"model": str(final_model.resolve()), "index": index_id})
     print(f"[demo] after rl: F1 {after['rl']['f1']}, searches/q {after['rl']['searches_per_question']}")
 
     this_run = clock.this_run()

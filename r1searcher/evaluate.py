@@ -260,6 +260,10 @@ def _difference(key: str, have, want, data_path) -> str:
     return f"{key} {have!r} (now {want!r})"
 
 
+class ProvenanceChanged(ValueError):
+    """A folder's predictions were made with another setup (``run.json`` differs): refused, one line."""
+
+
 def check_provenance(out_dir: Path, spec: EvalSpec, has_rows: bool, data_path: str | Path | None = None) -> None:
     """Write ``run.json``, or refuse (one line) to continue predictions made another way or on
     another data file (``data_path``: its sha256 is recorded and compared)."""
@@ -281,7 +285,7 @@ def check_provenance(out_dir: Path, spec: EvalSpec, has_rows: bool, data_path: s
             keys = [k for k in keys if k != "data_sha256"]
         diff = [_difference(k, have.get(k), want.get(k), data_path) for k in keys if have.get(k) != want.get(k)]
         if diff:
-            raise ValueError(f"{out_dir} holds predictions of method {have.get('method')!r} made with another setup: "
+            raise ProvenanceChanged(f"{out_dir} holds predictions of method {have.get('method')!r} made with another setup: "
                              f"{'; '.join(diff)}; choose another --out, or pass --restart to discard them")
         return
     write_atomic(path, json.dumps(want, indent=1, sort_keys=True).encode())

@@ -58,7 +58,13 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     # max_steps now allows more; metrics.json adds this run's time to the earlier one's.
     first_s = json.loads((out / "wall_clock.json").read_text())["seconds_total"]
     assert first_s / 60 >= metrics["wall_minutes_total"] - 0.005  # written at the end, after metrics.json
+    # rows of an earlier model in the demo's own after/rl folder: evaluated again, not refused or mixed
+    run_json = out / "after" / "rl" / "run.json"
+    recorded = json.loads(run_json.read_text())
+    assert recorded["model"].endswith("model") and recorded["index"]["kind"] == "bm25"
+    run_json.write_text(json.dumps({**recorded, "model": "an-earlier-checkpoint"}))
     assert cli.main(args + ["--minutes", "0.01", "train.max_steps=3", *small]) == 0
+    assert json.loads(run_json.read_text())["model"] == recorded["model"]
     again = json.loads((out / "metrics.json").read_text())
     assert set(metrics) <= set(again) and set(again["before"]) == set(metrics["before"])
     assert again["invocations"] == 2
