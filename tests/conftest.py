@@ -25,7 +25,8 @@ def pytest_configure(config):
     if config.getoption("--assume-bf16-cpu", default=False):
         import r1searcher.models as models
 
-        models.cpu_has_fast_bf16 = lambda cpuinfo=None: True
+        real = models.cpu_has_fast_bf16
+        models.cpu_has_fast_bf16 = lambda cpuinfo=None: True if cpuinfo is None else real(cpuinfo)
 
 
 @pytest.fixture(scope="session")
