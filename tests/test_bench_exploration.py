@@ -17,6 +17,7 @@ def test_group_stats_counts_signal_and_two_search_wins():
     assert s["two_plus"] == 0.5 and s["searches"] == 1.5
     assert s["f1_1"] == (0.0 + 0.5 + 1.0) / 3 and s["f1_2"] == (1.0 + 0.5 + 0.0) / 3
     assert s["closed"] == 5 / 6
+    assert s["closed_1"] == 2 / 3 and s["closed_2"] == 1.0
 
 
 def test_group_stats_ties_at_the_top_are_not_wins_when_all_equal():

@@ -12,7 +12,9 @@ as it is), and prints per setting, from the same questions and seed:
   and beats its mean (a positive advantage for searching twice);
 - ``searches``: mean searches per sample; ``two_plus``: share of samples with ≥ 2 searches;
 - ``f1``: mean F1; ``f1_1`` / ``f1_2``: mean F1 of 1-search and ≥2-search samples;
-- ``closed``: share of samples with a well-formed answer (no format penalty);
+- ``closed``: share of samples with a well-formed answer (no format penalty), and ``closed_1`` /
+  ``closed_2`` the same among 1-search and ≥2-search samples (the penalty is 2, F1 at most 1: a
+  setting whose 2-search samples break the format more often teaches "search once");
 - wall seconds.
 
 Rollouts only (no update): minutes per setting on a CPU, so recipe choices about exploration are
@@ -25,6 +27,7 @@ import argparse
 import copy
 import json
 import time
+from pathlib import Path
 
 HELP = "stage-2 learning signal at step 0 per rollout setting (groups with signal, 2-search wins, F1 by searches)"
 
@@ -39,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", default="base",
                    help="';'-separated variants of ','-separated overrides; 'base' = the demo recipe")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--save", help="folder: each setting's trajectories with rewards as samples-<i>.jsonl (r1searcher view)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -55,13 +59,26 @@ def group_stats(rewards: list[float], searches: list[int], f1s: list[float], clo
             two_wins += 1
     one = [f for f, s in zip(f1s, searches) if s == 1]
     two = [f for f, s in zip(f1s, searches) if s >= 2]
+    c1 = [c for c, s in zip(closed, searches) if s == 1]
+    c2 = [c for c, s in zip(closed, searches) if s >= 2]
     k = max(1, len(rewards))
     return {
         "groups": len(groups), "signal": signal / max(1, len(groups)), "two_search_wins": two_wins / max(1, len(groups)),
         "searches": sum(searches) / k, "two_plus": sum(s >= 2 for s in searches) / k,
         "f1": sum(f1s) / k, "f1_1": sum(one) / len(one) if one else None, "f1_2": sum(two) / len(two) if two else None,
         "n_1": len(one), "n_2": len(two), "closed": sum(closed) / k,
+        "closed_1": sum(c1) / len(c1) if c1 else None, "closed_2": sum(c2) / len(c2) if c2 else None,
     }
+
+
+def _save(path: Path, variant: str, trajs, rewards: list[float], qs, n: int) -> None:
+    """One JSON line per trajectory: the setting, question, gold answers, reward, the trajectory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for i, (tr, r) in enumerate(zip(trajs, rewards)):
+            q = qs[i // n]
+            f.write(json.dumps({"setting": variant, "question": q.question, "answers": q.answers, "reward": r,
+                                "n_searches": tr.n_searches, "stop_reason": tr.stop_reason, "text": tr.text}) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
             f1s.append(float(info.get("f1", 0.0)))
             closed.append(not info.get("reasons"))
         results[variant] = {**group_stats(rewards, searches, f1s, closed, args.n), "wall_s": round(wall, 1)}
+        if args.save:
+            _save(Path(args.save) / f"samples-{len(results)}.jsonl", variant, trajs, rewards, qs, args.n)
         print(f"[bench exploration] {variant}: {json.dumps(results[variant])}", flush=True)
     report = {"machine": machine_info(), "model": args.model, "seed": args.seed, "questions": len(qs),
               "hops": args.hops, "n": args.n, "results": results}
@@ -110,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"machine: {report['machine']}")
     print(f"{args.model}, seed {args.seed}, {len(qs)} {args.hops}-hop training questions x {args.n} samples")
-    cols = ["signal", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "wall_s"]
+    cols = ["signal", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "closed_1", "closed_2",
+            "wall_s"]
     print("setting | " + " | ".join(cols))
     for v, r in results.items():
         print(f"{v} | " + " | ".join("-" if r[c] is None else f"{r[c]:.3g}" for c in cols))
