@@ -12,7 +12,7 @@ def test_group_stats_counts_signal_and_two_search_wins():
     closed = [True, True, True, False, True, True]
     s = group_stats(rewards, searches, f1s, closed, n=2)
     assert s["groups"] == 3
-    assert s["signal"] == 2 / 3
+    assert s["signal"] == 2 / 3 and s["f1_signal"] == 2 / 3
     assert s["two_search_wins"] == 1 / 3
     assert s["two_plus"] == 0.5 and s["searches"] == 1.5
     assert s["f1_1"] == (0.0 + 0.5 + 1.0) / 3 and s["f1_2"] == (1.0 + 0.5 + 0.0) / 3
@@ -23,3 +23,8 @@ def test_group_stats_counts_signal_and_two_search_wins():
 def test_group_stats_ties_at_the_top_are_not_wins_when_all_equal():
     s = group_stats([1.0, 1.0], [2, 2], [1.0, 1.0], [True, True], n=2)
     assert s["signal"] == 0 and s["two_search_wins"] == 0
+
+
+def test_a_format_penalty_alone_is_signal_but_not_f1_signal():
+    s = group_stats([0.0, -2.0], [1, 1], [0.0, 0.0], [True, False], n=2)
+    assert s["signal"] == 1 and s["f1_signal"] == 0

@@ -8,6 +8,7 @@ semicolon-separated variants, each a comma-separated list of overrides; ``base``
 as it is), and prints per setting, from the same questions and seed:
 
 - ``signal``: share of groups whose stage-2 rewards are not all equal (the rest are dropped);
+  ``f1_signal``: share whose F1 differs (signal about the answer, not only about the format);
 - ``two_search_wins``: share of groups in which a ≥2-search sample has the group's best reward
   and beats its mean (a positive advantage for searching twice);
 - ``searches``: mean searches per sample; ``two_plus``: share of samples with ≥ 2 searches;
@@ -49,12 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def group_stats(rewards: list[float], searches: list[int], f1s: list[float], closed: list[bool], n: int) -> dict:
     """Statistics over groups of ``n`` consecutive samples (pure; lists of equal length)."""
     groups = [range(i, i + n) for i in range(0, len(rewards), n)]
-    signal = two_wins = 0
+    signal = f1_signal = two_wins = 0
     for g in groups:
         r = [rewards[i] for i in g]
         mean = sum(r) / len(r)
         if max(r) > min(r):
             signal += 1
+        if max(f1s[i] for i in g) > min(f1s[i] for i in g):
+            f1_signal += 1
         if any(searches[i] >= 2 and rewards[i] == max(r) and rewards[i] > mean for i in g):
             two_wins += 1
     one = [f for f, s in zip(f1s, searches) if s == 1]
@@ -63,7 +66,8 @@ def group_stats(rewards: list[float], searches: list[int], f1s: list[float], clo
     c2 = [c for c, s in zip(closed, searches) if s >= 2]
     k = max(1, len(rewards))
     return {
-        "groups": len(groups), "signal": signal / max(1, len(groups)), "two_search_wins": two_wins / max(1, len(groups)),
+        "groups": len(groups), "signal": signal / max(1, len(groups)), "f1_signal": f1_signal / max(1, len(groups)),
+        "two_search_wins": two_wins / max(1, len(groups)),
         "searches": sum(searches) / k, "two_plus": sum(s >= 2 for s in searches) / k,
         "f1": sum(f1s) / k, "f1_1": sum(one) / len(one) if one else None, "f1_2": sum(two) / len(two) if two else None,
         "n_1": len(one), "n_2": len(two), "closed": sum(closed) / k,
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"machine: {report['machine']}")
     print(f"{args.model}, seed {args.seed}, {len(qs)} {args.hops}-hop training questions x {args.n} samples")
-    cols = ["signal", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "closed_1", "closed_2",
+    cols = ["signal", "f1_signal", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "closed_1", "closed_2",
             "wall_s"]
     print("setting | " + " | ".join(cols))
     for v, r in results.items():
