@@ -10,26 +10,23 @@ from pathlib import Path
 HELP = "evaluate a policy or a baseline (rl, iterative, naive, rag, oracle) on QA datasets"
 
 
-def _count(text: str) -> int:
-    """An integer >= 0 (argparse type: a negative --limit is refused, not read from the end)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, got {n}")
-    return n
+def _at_least(lo: int, what: str):
+    """argparse type: an integer >= ``lo`` (a negative --limit is refused, not read from the end)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {n}")
+        return n
+
+    return parse
 
 
-def _positive(text: str) -> int:
-    """An integer >= 1 (argparse type)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
-    return n
+_count = _at_least(0, "0 (all) or more")
+_positive = _at_least(1, "1 or more")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
