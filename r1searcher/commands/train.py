@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 STAGE_CONFIGS = ["stage1", "stage2"]  # --stages without --config: the packaged configs, in order
@@ -57,6 +58,35 @@ def run(args: argparse.Namespace) -> int:
                 out = str(Path(args.out) / Path(path).stem)
             previous = train(cfg, out, resume=args.resume, last_intact=args.last_intact)
             print(f"{path}: done, run folder {previous}")
+    except Exception as e:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _exit_rank(e, args)
+        raise
     finally:
         D.shutdown()
     return 0
+
+
+def _exit_rank(e: Exception, args: argparse.Namespace) -> None:
+    """One rank of a multi-process run failed (every rank raises together, ``distributed.agree``):
+    print the error as the CLI would and leave at once. Interpreter teardown after the process group
+    is gone can abort in gloo's threads when a peer has already exited ("terminate called without an
+    active exception", exit -6), so the exit code would depend on which rank left first."""
+    import sys
+    import traceback
+
+    import yaml
+
+    from r1searcher.cli import describe_error
+    from r1searcher.rl import distributed as D
+
+    try:
+        D.shutdown()
+    except Exception:  # a peer gone mid-teardown: the error below is the one that matters
+        pass
+    if getattr(args, "debug", False) or getattr(args, "debug_all", False) or os.environ.get("R1SEARCHER_DEBUG"):
+        traceback.print_exception(e)
+    known = isinstance(e, (OSError, ValueError, RuntimeError, yaml.YAMLError))
+    print(f"r1searcher train: error: {describe_error(e)}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(2 if known else 1)
