@@ -80,6 +80,10 @@ def _exit_rank(e: Exception, args: argparse.Namespace) -> None:
     from r1searcher.cli import describe_error
     from r1searcher.rl import distributed as D
 
+    import time
+
+    if not isinstance(e, D.PeerError):  # the rank that failed: let the others read its last message
+        time.sleep(1.0)                  # before this process's sockets close under them
     try:
         D.shutdown()
     except Exception:  # a peer gone mid-teardown: the error below is the one that matters

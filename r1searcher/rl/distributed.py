@@ -175,7 +175,14 @@ def _failures(error: BaseException | None) -> list[tuple[int, str]]:
     if not (dist.is_available() and dist.is_initialized()):
         return [] if error is None else [(0, _one_line(error))]
     everyone: list[str | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, None if error is None else _one_line(error))
+    try:
+        dist.all_gather_object(everyone, None if error is None else _one_line(error))
+    except Exception:
+        # a peer that learned of the failure may exit before this rank has read its last bytes (the
+        # connection is reset under them): this rank's own error is still the cause to report
+        if error is not None:
+            return [(dist.get_rank(), _one_line(error))]
+        raise
     return [(r, m) for r, m in enumerate(everyone) if m is not None]
 
 
