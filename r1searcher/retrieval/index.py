@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,6 +151,24 @@ def cached_index(
     if kind in ("dense", "hybrid"):
         build_opts["cache_dir"] = emb
     index = _cls(kind).build(list(passages), show_progress=show_progress, **build_opts)
-    save_index(index, folder)
+    # Several processes (the ranks of one run, two runs) may build the same cached index at once:
+    # each saves into a folder of its own and the first to finish wins; the others use its index.
+    tmp = fresh_tmp(folder, is_index_dir, _WHAT, suffix=f".tmp-{os.getpid()}")
+    index.save(tmp)
+    try:
+        if not _cached_ok(folder, kind, sha):
+            replace_dir(tmp, folder, is_index_dir, _WHAT)
+    except OSError:
+        if not _cached_ok(folder, kind, sha):  # not a lost race: a real error
+            raise
+    remove_ours(tmp, is_index_dir, _WHAT)
     remove_ours(emb, _is_chunk_cache, "a dense build's embedding chunks")
     return load_index(folder), folder, False
+
+
+def _cached_ok(folder: Path, kind: str, sha: str) -> bool:
+    """Whether ``folder`` holds a finished index of these passages (another process's, maybe)."""
+    try:
+        return (folder / MANIFEST).is_file() and read_manifest(folder, kind)["corpus_sha256"] == sha
+    except (OSError, ValueError, KeyError):
+        return False
