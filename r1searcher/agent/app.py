@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from r1searcher.agent.batcher import Batcher, Closed, Job, QueueFull
+from r1searcher.asgi_body import ClientGone, read_body
 from r1searcher.agent.schema import (
     ChatRequest,
     RequestError,
@@ -55,35 +56,8 @@ from r1searcher.retrieval.server import memory
 DEADLINE_GRACE_S = 10.0
 
 
-class ClientGone(Exception):
-    """The client hung up."""
-
-
 def _dumps(obj) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-async def _read_body(scope: dict, receive, limit: int) -> bytes:
-    """The request body; 413 from its Content-Length, or as soon as a chunked body passes ``limit``."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            declared = value.decode("latin-1").strip()
-            if not declared.isdigit():
-                raise RequestError(f"invalid Content-Length header {declared[:40]!r}", 400)
-            if int(declared) > limit:
-                raise RequestError(f"request body is {int(declared)} bytes; the limit is {limit}", 413)
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        body = message.get("body", b"")
-        size += len(body)
-        if size > limit:
-            raise RequestError(f"request body is over {limit} bytes (the limit)", 413)
-        chunks.append(body)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _send_json(send, status: int, obj: dict, headers: list | None = None) -> None:
@@ -110,7 +84,7 @@ class Completions:
 
     async def __call__(self, scope, receive, send) -> None:
         try:
-            req = parse_request(parse_body(await _read_body(scope, receive, self.limits.max_body_bytes), self.limits),
+            req = parse_request(parse_body(await read_body(scope, receive, self.limits.max_body_bytes, RequestError), self.limits),
                                 self.limits, self.model_id)
         except ClientGone:
             self.counters["disconnects"] += 1

@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from r1searcher.asgi_body import parse_json_object
 from r1searcher.tags import ANSWER_OPEN, THINK_CLOSE, strip_documents
 
 
@@ -80,17 +81,7 @@ def error_body(message: str, status: int, param: str | None = None) -> dict:
 
 def parse_body(raw: bytes, limits: ServeLimits) -> dict:
     """The JSON object of a request body (400 when it is not one)."""
-    if len(raw) > limits.max_body_bytes:
-        raise RequestError(f"request body is {len(raw)} bytes; the limit is {limits.max_body_bytes}", 413)
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise RequestError("invalid JSON: nested too deeply", 400) from None
-    except ValueError as e:
-        raise RequestError(f"invalid JSON: {str(e).splitlines()[0][:200]}", 400) from None
-    if not isinstance(body, dict):
-        raise RequestError(f"the body must be a JSON object, got {type(body).__name__}", 400)
-    return body
+    return parse_json_object(raw, limits.max_body_bytes, RequestError)
 
 
 def _int(body: dict, name: str, default: int, lo: int, hi: int) -> int:

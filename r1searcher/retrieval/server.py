@@ -55,6 +55,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from r1searcher.asgi_body import ClientGone, parse_json_object, read_body
 from r1searcher.retrieval.base import Passage, Retriever
 from r1searcher.retrieval.server_limits import ServerLimits
 
@@ -244,10 +245,6 @@ class MicroBatcher:
                 pos += b - a
 
 
-class ClientGone(Exception):
-    """The client hung up before its request body arrived (nobody to answer; not a server error)."""
-
-
 _CLOSE = ((b"connection", b"close"),)
 
 
@@ -270,45 +267,11 @@ async def _read_body(scope: dict, receive, limit: int, timeout_s: float | None =
 
 
 async def _read_body_now(scope: dict, receive, limit: int) -> bytes:
-    declared = None
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            declared = value.decode("latin-1")
-            break
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise RequestError(f"invalid Content-Length header {declared[:40]!r}")
-        if int(declared) > limit:
-            raise RequestError(f"request body is {int(declared)} bytes; the limit is {limit}", 413)
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"request body is over {limit} bytes (the limit); stopped reading at {size}", 413)
-        if not message.get("more_body", False):
-            if not chunks:  # the usual case: the whole body in one message
-                return chunk
-            chunks.append(chunk)
-            return b"".join(chunks)
-        chunks.append(chunk)
+    return await read_body(scope, receive, limit, RequestError)
 
 
 def _parse_body(raw: bytes, limits: ServerLimits) -> dict:
-    if len(raw) > limits.max_body_bytes:
-        raise RequestError(f"request body is {len(raw)} bytes; the limit is {limits.max_body_bytes}", 413)
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise RequestError("invalid JSON: nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
-        raise RequestError(f"invalid JSON: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(body, dict):
-        raise RequestError(f"the body must be a JSON object, got {type(body).__name__}")
-    return body
+    return parse_json_object(raw, limits.max_body_bytes, RequestError)
 
 
 def _queries(body: dict, limits: ServerLimits) -> list[str]:
