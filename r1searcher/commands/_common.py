@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0..65535 (0 = any free port; the one bound is printed)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535 (0: any free port), got {port}")
+    return port
+
+
+def int_at_least(lo: int, what: str):
+    """argparse type: an integer >= ``lo`` (a negative --limit is refused, not read from the end)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {n}")
+        return n
+
+    return parse
+
 
 def add_retriever_arguments(p, web: bool = True) -> None:
     """``--index DIR | --server URL | --web``, exactly one required."""

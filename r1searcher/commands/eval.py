@@ -7,26 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from r1searcher.commands._common import int_at_least
+
 HELP = "evaluate a policy or a baseline (rl, iterative, naive, rag, oracle) on QA datasets"
 
-
-def _at_least(lo: int, what: str):
-    """argparse type: an integer >= ``lo`` (a negative --limit is refused, not read from the end)."""
-
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if n < lo:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {n}")
-        return n
-
-    return parse
-
-
-_count = _at_least(0, "0 (all) or more")
-_positive = _at_least(1, "1 or more")
+_count = int_at_least(0, "0 (all) or more")
+_positive = int_at_least(1, "1 or more")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -12,20 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from r1searcher.commands._common import port_number
 from r1searcher.retrieval.server_limits import ServerLimits as ServerLimitsDefaults  # no asyncio/FastAPI import
 
 HELP = "serve an index (or web search, --web) over HTTP (Search-R1 /retrieve and R1-Searcher /queries, micro-batched)"
-
-
-def _port(text: str) -> int:
-    """argparse type: a TCP port, 0..65535 (0 = any free port; the one bound is printed)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535 (0: any free port), got {port}")
-    return port
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR|FILE", help="an index folder, or a corpus JSONL (BM25 built once and cached)")
     p.add_argument("--web", action="store_true", help="serve web search instead (provider, key, summariser from R1SEARCHER_* env)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8000,
+    p.add_argument("--port", type=port_number, default=8000,
                    help="0..65535 (default 8000; 0: any free port); the address actually bound is printed")
     g = p.add_argument_group("limits (a request over one gets a 4xx JSON error naming the flag that raises it)")
     g.add_argument("--max-queries", type=int, default=d.max_queries, help=f"queries per request (default {d.max_queries})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from r1searcher.commands.serve import _port
+from r1searcher.commands._common import port_number
 
 HELP = "serve the searcher (a trained run or a model) behind an OpenAI-compatible chat API, batched"
 
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--served-model-name", help="the model id clients name (default: --model as given)")
     p.add_argument("-k", "--top-k", type=int, default=None, help="passages per search (default: retrieval.top_k)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8001, help="TCP port, 0..65535 (0: a free one; the bound one is printed)")
+    p.add_argument("--port", type=port_number, default=8001, help="TCP port, 0..65535 (0: a free one; the bound one is printed)")
     p.add_argument("--max-batch", type=int, default=8, help="requests decoded together (rows of the running batch)")
     p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long an idle engine waits for a batch to fill")
     p.add_argument("--retrieve-after-steps", type=int, default=8,
