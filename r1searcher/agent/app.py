@@ -258,18 +258,9 @@ def create_app(batcher: Batcher, limits: ServeLimits, model_id: str, info: dict 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8001, log_level: str = "warning",
           announce: Callable[[str], None] | None = None) -> None:
-    """Run the app under uvicorn until interrupted. The socket is bound first, so ``announce`` gets
-    the URL actually listened on (port 0: a free port) before the first request can arrive."""
-    import uvicorn
+    """Run the app until interrupted, as the retrieval server runs (``retrieval.server.run_app``: the
+    bound port announced; request headers must arrive within its header timeout, idle keep-alive
+    connections close), so a half-sent request cannot hold a connection forever."""
+    from r1searcher.retrieval.server import run_app
 
-    from r1searcher.retrieval.server import bind_socket, socket_url
-
-    sock = bind_socket(host, port)
-    config = uvicorn.Config(app, host=host, port=sock.getsockname()[1], log_level=log_level, access_log=False,
-                            server_header=False)
-    if announce is not None:
-        announce(socket_url(sock))
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
+    run_app(app, host, port, None, log_level, announce)

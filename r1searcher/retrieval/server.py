@@ -563,13 +563,20 @@ def socket_url(sock: socket.socket) -> str:
 
 def serve(index: Retriever, host: str = "127.0.0.1", port: int = 8000, limits: ServerLimits | None = None,
           info: dict | None = None, log_level: str = "warning", announce: Callable[[str], None] | None = None) -> None:
-    """Run the app under uvicorn (:func:`uvicorn_config`; httptools and uvloop when installed) until
-    interrupted. The socket is bound first, so ``announce`` gets the URL actually listened on
-    (port 0: a free port) before the first request can arrive."""
+    """Serve ``index`` until interrupted (:func:`run_app`)."""
+    run_app(create_app(index, limits, info), host, port, limits, log_level, announce)
+
+
+def run_app(app, host: str = "127.0.0.1", port: int = 8000, limits: ServerLimits | None = None,
+            log_level: str = "warning", announce: Callable[[str], None] | None = None) -> None:
+    """Run an ASGI ``app`` under uvicorn (:func:`uvicorn_config`: header and keep-alive timeouts;
+    httptools and uvloop when installed) until interrupted. The socket is bound first, so
+    ``announce`` gets the URL actually listened on (port 0: a free port) before the first request
+    can arrive."""
     import uvicorn
 
     sock = bind_socket(host, port)
-    config = uvicorn_config(create_app(index, limits, info), host, sock.getsockname()[1], limits, log_level)
+    config = uvicorn_config(app, host, sock.getsockname()[1], limits, log_level)
     if announce is not None:
         announce(socket_url(sock))
     try:
