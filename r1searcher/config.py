@@ -69,6 +69,7 @@ class RewardConfig:
     answer_bonus: bool = False  # stage 1: the released code's ±1 cover-EM term
     format_penalty: float = 2.0  # paper/Qwen: 2; released Llama code: 1
     max_answer_words: int = 10  # the Qwen server's ≤10-word answer rule (0 = off)
+    found_bonus: float = 0.0  # stage 2, beyond the paper: + this when a gold answer is in the retrieved documents (0 = the paper's reward)
 
 
 @dataclass

@@ -18,14 +18,24 @@ Stage 2 (learn to answer)::
     − cfg.format_penalty (2; the released Llama code used 1) on any format violation of
       ``tags.parse``: query/document counts differ, bad think/answer counts, a query or document tag
       inside the answer, an answer over cfg.max_answer_words words (0 = no limit), CJK outside documents.
+    + cfg.found_bonus (0 by default: the paper's reward) when a gold answer appears, as whole words,
+      in the documents the searches brought back (``answer_found``)
+
+Why the bonus (an option beyond the paper, in the spirit of turn-level information gain, IGPO
+arXiv 2510.14967, without its extra forward passes): on a multi-hop question the answer is only in
+the last hop's passage, so a policy that searches once and guesses and one that searches twice
+and misreads both score F1 0, and GRPO sees no difference. The bonus pays the search that found
+the answer, so groups of a hard question differ before the policy can read the answer right.
+It is gold-aware like F1 (outcome data, no learned process reward), and one search that finds the
+answer earns it as much as several.
 """
 
 from __future__ import annotations
 
 from r1searcher.config import RewardConfig
-from r1searcher.metrics import score_prediction
+from r1searcher.metrics import normalize_answer, score_prediction
 from r1searcher.rollout.trajectory import Trajectory
-from r1searcher.tags import FormatCounts, parse
+from r1searcher.tags import FormatCounts, documents, parse
 
 
 def _text(completion: Trajectory | str) -> str:
@@ -80,8 +90,25 @@ def stage2_reward(completion: Trajectory | str, answers: list[str], cfg: RewardC
     penalty = cfg.format_penalty if parsed.problems else 0.0
     info["format_penalty"] = penalty
     info["reasons"] = list(parsed.problems)
-    info["reward"] = score - penalty
-    return score - penalty, info
+    bonus = 0.0
+    if cfg.found_bonus:
+        found = answer_found(text, answers)
+        info["found"] = float(found)
+        bonus = cfg.found_bonus if found else 0.0
+    info["reward"] = score - penalty + bonus
+    return score - penalty + bonus, info
+
+
+def answer_found(completion: Trajectory | str, answers: list[str]) -> bool:
+    """Whether a gold alias appears, normalised and as whole words, in the completion's document
+    blocks (what the policy read, after ``retrieval.max_doc_words``). Yes/no golds never count:
+    they appear in any text."""
+    golds = [normalize_answer(str(a)) for a in answers if not isinstance(a, bool)]  # bools: yes/no
+    golds = [g for g in golds if g and g not in ("yes", "no", "noanswer")]
+    if not golds:
+        return False
+    seen = f" {normalize_answer(' '.join(documents(_text(completion))))} "
+    return any(f" {g} " in seen for g in golds)
 
 
 def compute_reward(traj: Trajectory, answers: list[str], cfg: RewardConfig) -> tuple[float, dict]:

@@ -50,6 +50,11 @@ def strip_documents(text: str) -> str:
     return _DOC_BLOCK_RE.sub("", text)
 
 
+def documents(text: str) -> list[str]:
+    """The contents of every complete ``<|begin_of_documents|> … <|end_of_documents|>`` block, in order."""
+    return [m.group(0)[len(DOCS_OPEN) : -len(DOCS_CLOSE)] for m in _DOC_BLOCK_RE.finditer(text)]
+
+
 def has_cjk(text: str) -> bool:
     return bool(_CJK_RE.search(text))
 

@@ -28,3 +28,9 @@ def test_group_stats_ties_at_the_top_are_not_wins_when_all_equal():
 def test_a_format_penalty_alone_is_signal_but_not_f1_signal():
     s = group_stats([0.0, -2.0], [1, 1], [0.0, 0.0], [True, False], n=2)
     assert s["signal"] == 1 and s["f1_signal"] == 0
+
+
+def test_found_signal_counts_groups_where_only_some_samples_retrieved_the_answer():
+    found = [True, False, True, True, False, False]
+    s = group_stats([0.0] * 6, [2, 1, 2, 2, 1, 1], [0.0] * 6, [True] * 6, n=2, found=found)
+    assert s["found_signal"] == 1 / 3 and s["found"] == 0.5 and s["f1_signal"] == 0

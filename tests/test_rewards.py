@@ -149,3 +149,31 @@ def test_compute_reward_dispatches_on_stage_and_logs_the_stop_reason():
     assert r == -2.0 and info["stop_reason"] == "max_searches"
     with pytest.raises(ValueError, match="stage"):
         compute_reward(_traj(GOOD), ["x"], RewardConfig(stage=3))
+
+
+# ---------------------------------------------------------------------------------- found bonus (option)
+def test_found_bonus_pays_the_search_that_found_the_answer_not_the_guess():
+    cfg = RewardConfig(stage=2, found_bonus=0.5)
+    wrong_after_finding = " Two hops." + search() + "Hmm." + answer("Veltrix")  # the docs name Maren Oduya
+    r, info = stage2_reward(wrong_after_finding, ["Maren Oduya"], cfg)
+    assert r == 0.5 and info["found"] == 1.0 and info["f1"] == 0.0
+    r, info = stage2_reward(GOOD, ["Maren Oduya"], cfg)
+    assert r == 1.5 and info["found"] == 1.0
+    r, info = stage2_reward(" I know." + answer("Maren Oduya"), ["Maren Oduya"], cfg)  # named, never retrieved
+    assert r == 1.0 and info["found"] == 0.0
+    r, info = stage2_reward(search() + " </think> Maren Oduya", ["Maren Oduya"], cfg)  # found, format broken
+    assert r == -1.5
+    assert stage2_reward(wrong_after_finding, ["Maren Oduya"], S2)[0] == 0.0  # off by default: the paper's
+    assert "found" not in stage2_reward(GOOD, ["Maren Oduya"], S2)[1]
+
+
+def test_answer_found_needs_whole_words_inside_documents():
+    from r1searcher.rewards import answer_found
+
+    assert answer_found(search(), ["maren  ODUYA."])  # normalised
+    assert not answer_found(search(), ["Oduy"])  # part of a word
+    other = " Maren Oduya? " + Q.format("Maren Oduya") + "\n\n<|begin_of_documents|>\n(1) Kelvara.\n<|end_of_documents|>\n\n"
+    assert not answer_found(other + answer("Maren Oduya"), ["Maren Oduya"])  # only the policy's own text names it
+    assert not answer_found(search(), ["yes", True, ""])  # yes/no appear anywhere: never counted
+    unclosed = " " + Q.format("q") + "\n\n<|begin_of_documents|>\n(1) Maren Oduya"
+    assert not answer_found(unclosed, ["Maren Oduya"])

@@ -9,6 +9,8 @@ as it is), and prints per setting, from the same questions and seed:
 
 - ``signal``: share of groups whose stage-2 rewards are not all equal (the rest are dropped);
   ``f1_signal``: share whose F1 differs (signal about the answer, not only about the format);
+- ``found_signal``: share of groups in which some samples retrieved a gold answer and others did not
+  (what ``reward.found_bonus`` adds to the signal); ``found``: share of samples that retrieved it;
 - ``two_search_wins``: share of groups in which a ≥2-search sample has the group's best reward
   and beats its mean (a positive advantage for searching twice);
 - ``searches``: mean searches per sample; ``two_plus``: share of samples with ≥ 2 searches;
@@ -47,10 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def group_stats(rewards: list[float], searches: list[int], f1s: list[float], closed: list[bool], n: int) -> dict:
+def group_stats(rewards: list[float], searches: list[int], f1s: list[float], closed: list[bool], n: int,
+                found: list[bool] | None = None) -> dict:
     """Statistics over groups of ``n`` consecutive samples (pure; lists of equal length)."""
     groups = [range(i, i + n) for i in range(0, len(rewards), n)]
-    signal = f1_signal = two_wins = 0
+    found = found if found is not None else [False] * len(rewards)
+    signal = f1_signal = found_signal = two_wins = 0
     for g in groups:
         r = [rewards[i] for i in g]
         mean = sum(r) / len(r)
@@ -58,6 +62,8 @@ def group_stats(rewards: list[float], searches: list[int], f1s: list[float], clo
             signal += 1
         if max(f1s[i] for i in g) > min(f1s[i] for i in g):
             f1_signal += 1
+        if len({found[i] for i in g}) > 1:
+            found_signal += 1
         if any(searches[i] >= 2 and rewards[i] == max(r) and rewards[i] > mean for i in g):
             two_wins += 1
     one = [f for f, s in zip(f1s, searches) if s == 1]
@@ -67,6 +73,7 @@ def group_stats(rewards: list[float], searches: list[int], f1s: list[float], clo
     k = max(1, len(rewards))
     return {
         "groups": len(groups), "signal": signal / max(1, len(groups)), "f1_signal": f1_signal / max(1, len(groups)),
+        "found_signal": found_signal / max(1, len(groups)), "found": sum(found) / max(1, len(rewards)),
         "two_search_wins": two_wins / max(1, len(groups)),
         "searches": sum(searches) / k, "two_plus": sum(s >= 2 for s in searches) / k,
         "f1": sum(f1s) / k, "f1_1": sum(one) / len(one) if one else None, "f1_2": sum(two) / len(two) if two else None,
@@ -95,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.models import load_policy
     from r1searcher.retrieval.base import Passage
     from r1searcher.retrieval.bm25 import BM25Index
-    from r1searcher.rewards import compute_reward
+    from r1searcher.rewards import answer_found, compute_reward
     from r1searcher.rollout.engine import RolloutEngine
 
     if args.threads:
@@ -115,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         trajs = engine.rollout([q.question for q in qs], n=args.n, seed=args.seed)
         wall = time.perf_counter() - t0
-        rewards, searches, f1s, closed = [], [], [], []
+        rewards, searches, f1s, closed, found = [], [], [], [], []
         for i, tr in enumerate(trajs):
             r, info = compute_reward(tr, qs[i // args.n].answers, cfg.reward)
             rewards.append(r)
             searches.append(tr.n_searches)
             f1s.append(float(info.get("f1", 0.0)))
             closed.append(not info.get("reasons"))
-        results[variant] = {**group_stats(rewards, searches, f1s, closed, args.n), "wall_s": round(wall, 1)}
+            found.append(answer_found(tr, qs[i // args.n].answers))
+        results[variant] = {**group_stats(rewards, searches, f1s, closed, args.n, found), "wall_s": round(wall, 1)}
         if args.save:
             _save(Path(args.save) / f"samples-{len(results)}.jsonl", variant, trajs, rewards, qs, args.n)
         print(f"[bench exploration] {variant}: {json.dumps(results[variant])}", flush=True)
@@ -133,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"machine: {report['machine']}")
     print(f"{args.model}, seed {args.seed}, {len(qs)} {args.hops}-hop training questions x {args.n} samples")
-    cols = ["signal", "f1_signal", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "closed_1", "closed_2",
+    cols = ["signal", "f1_signal", "found_signal", "found", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "closed_1", "closed_2",
             "wall_s"]
     print("setting | " + " | ".join(cols))
     for v, r in results.items():
