@@ -121,6 +121,20 @@ def resolve_model_path(name: str, cache_dir: str = "") -> Path:
     return path
 
 
+def adapter_base(base: str | None) -> str:
+    """An adapter's ``base_model_name_or_path`` as this machine can load it: a folder that exists
+    stays; the cache folder of an embedded model written on another machine (another cache root,
+    e.g. a committed ``checkpoints/`` adapter) becomes that model's name, converted here on demand."""
+    if not base:
+        raise ValueError("the LoRA adapter does not name its base model (adapter_config.json: base_model_name_or_path)")
+    if base in EMBEDDED or Path(base).expanduser().exists():
+        return base
+    for name, info in EMBEDDED.items():
+        if Path(base).name == info["folder"]:
+            return name
+    return base
+
+
 def pick_device(device: str = "auto") -> str:
     import torch
 
@@ -207,7 +221,7 @@ def load_policy(cfg=None, path: str | None = None, training: bool = False):
         import json
 
         base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base, cfg.cache_dir), dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(adapter_base(base), cfg.cache_dir), dtype=dtype)
         model = PeftModel.from_pretrained(model, folder, is_trainable=cfg.lora)
     else:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
