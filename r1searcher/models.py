@@ -121,6 +121,15 @@ def resolve_model_path(name: str, cache_dir: str = "") -> Path:
     return path
 
 
+def embedded_name(base: str | None) -> str | None:
+    """The embedded model ``base`` names (its name, or its cache folder under any cache root), or None."""
+    if not base:
+        return None
+    if base in EMBEDDED:
+        return base
+    return next((name for name, info in EMBEDDED.items() if Path(base).name == info["folder"]), None)
+
+
 def adapter_base(base: str | None) -> str:
     """An adapter's ``base_model_name_or_path`` as this machine can load it: a folder that exists
     stays; the cache folder of an embedded model written on another machine (another cache root,
@@ -129,10 +138,7 @@ def adapter_base(base: str | None) -> str:
         raise ValueError("the LoRA adapter does not name its base model (adapter_config.json: base_model_name_or_path)")
     if base in EMBEDDED or Path(base).expanduser().exists():
         return base
-    for name, info in EMBEDDED.items():
-        if Path(base).name == info["folder"]:
-            return name
-    return base
+    return embedded_name(base) or base
 
 
 def pick_device(device: str = "auto") -> str:
@@ -215,15 +221,18 @@ def load_policy(cfg=None, path: str | None = None, training: bool = False):
     folder = Path(path) if path else resolve_model_path(cfg.name, cfg.cache_dir)
     device = pick_device(cfg.device)
     dtype = pick_dtype(cfg.dtype, device, full_training=training and not cfg.lora)
-    tok = load_tokenizer(folder)
     if (folder / "adapter_config.json").exists():  # a saved LoRA adapter: base model + adapter
         from peft import PeftModel
         import json
 
         base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(adapter_base(base), cfg.cache_dir), dtype=dtype)
+        base_dir = resolve_model_path(adapter_base(base), cfg.cache_dir)
+        # an exported adapter carries no tokenizer (the base model's is the same): load the base's
+        tok = load_tokenizer(folder if (folder / "tokenizer_config.json").exists() else base_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
         model = PeftModel.from_pretrained(model, folder, is_trainable=cfg.lora)
     else:
+        tok = load_tokenizer(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         if cfg.lora:
             model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_layers)
