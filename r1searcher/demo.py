@@ -105,7 +105,6 @@ def _write_questions(qs, path: Path, copies: dict[int, int] | None = None) -> No
 
 def _prepare_synthetic(spec: DemoSpec, out: Path) -> dict:
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
 
     weights = parse_hop_weights(spec.stage2_weights)  # a malformed flag fails before any work
@@ -129,10 +128,27 @@ def _prepare_synthetic(spec: DemoSpec, out: Path) -> dict:
         files[f"train{stage}"] = out / "world" / f"train_stage{stage}.jsonl"
         qs = [q for q in world.train if q.hops <= hops]  # stage 2: weighted towards the hops that need a second search
         _write_questions(qs, files[f"train{stage}"], weights if stage == 2 else None)
-    index = BM25Index.build(list(read_passages(paths["corpus"])))
-    index.save(out / "index")
+    _build_index(list(read_passages(paths["corpus"])), out / "index")
     return {**{k: str(v) for k, v in files.items()}, "train": str(files["train1"]), "index": str(out / "index"),
             "corpus": str(paths["corpus"]), "n_passages": len(world.passages), "n_monitor": len(monitor)}
+
+
+def _build_index(passages, index_dir: Path) -> None:
+    """A BM25 index of ``passages`` in ``index_dir``, kept when one of exactly these passages is
+    already there: a resumed demo then finds the index its evaluations were made with (a new build
+    is another index, by its creation time, and every evaluation would be redone)."""
+    from r1searcher.retrieval.bm25 import BM25Index
+    from r1searcher.retrieval.corpus import corpus_sha256
+
+    manifest = index_dir / "manifest.json"
+    if manifest.exists():
+        try:
+            m = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            m = {}
+        if m.get("kind") == "bm25" and m.get("corpus_sha256") == corpus_sha256(passages)[0]:
+            return
+    BM25Index.build(passages).save(index_dir)
 
 
 def parse_hop_weights(text: str) -> dict[int, int]:

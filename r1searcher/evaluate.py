@@ -420,8 +420,21 @@ def _evaluate_locked(engine, retriever, data_path: Path, out_dir: Path, spec: Ev
     metrics["retriever_errors"] = sum(r["stop_reason_final"] == RETRY for r in rows)
     if todo:
         metrics["seconds_per_question"] = round(elapsed / len(todo), 3)
+    else:  # all resumed: keep what the questions cost when they were run (the demo budgets by it)
+        earlier = _earlier_seconds_per_question(out_dir / METRICS)
+        if earlier is not None:
+            metrics["seconds_per_question"] = earlier
     write_atomic(out_dir / METRICS, json.dumps(metrics, indent=2).encode())
     return metrics
+
+
+def _earlier_seconds_per_question(path: Path) -> float | None:
+    """``seconds_per_question`` of an earlier metrics.json in the same folder, if readable."""
+    try:
+        value = json.loads(path.read_text()).get("seconds_per_question")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -63,10 +63,18 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     recorded = json.loads(run_json.read_text())
     assert recorded["model"].endswith("model") and recorded["index"]["kind"] == "bm25"
     run_json.write_text(json.dumps({**recorded, "model": "an-earlier-checkpoint"}))
+    index_made = json.loads((out / "index" / "manifest.json").read_text())["created"]
+    before_rows = (out / "before" / "iterative" / "predictions.jsonl").read_bytes()
     assert cli.main(args + ["--minutes", "0.01", "train.max_steps=3", *small]) == 0
+    # the same world's index is kept, so the evaluations before are resumed, not redone, and they
+    # keep what they cost (the demo budgets the evaluation after by the untrained loop's seconds)
+    assert json.loads((out / "index" / "manifest.json").read_text())["created"] == index_made
+    assert (out / "before" / "iterative" / "predictions.jsonl").read_bytes() == before_rows
     assert json.loads(run_json.read_text())["model"] == recorded["model"]
     again = json.loads((out / "metrics.json").read_text())
     assert set(metrics) <= set(again) and set(again["before"]) == set(metrics["before"])
+    for method, m in metrics["before"].items():
+        assert again["before"][method]["seconds_per_question"] == m["seconds_per_question"]
     assert again["invocations"] == 2
     assert again["wall_minutes_total"] == pytest.approx(first_s / 60 + again["minutes"], abs=0.011)
     for stage in (1, 2):
