@@ -77,4 +77,23 @@ def test_prefix_forward_is_used_and_cheaper(smollm_tokenizer, one_thread):
     h.remove()
     B, L = batch.input_ids.shape
     assert plain == B * L
-    assert shared == 40 + B * (L - 40)
+    real = int(batch.attention_mask.sum())
+    assert shared == 40 + real - B * 40  # on a CPU: the prefix once, each row at its own length (no padding)
+    assert shared < 40 + B * (L - 40)  # the batched remainder would also run the padding
+
+
+@pytest.mark.parametrize("shared", [0, 24])
+def test_unpadded_and_batched_remainders_agree_with_the_plain_forward(smollm_tokenizer, one_thread, shared):
+    from r1searcher.rl.logprobs import decoder_hidden
+
+    model = make_tiny_causal_lm(smollm_tokenizer, layers=2)
+    batch = collate(_trajs(len(smollm_tokenizer), 2, shared), pad_id=smollm_tokenizer.pad_token_id)
+    dec, ids, attn = model.get_decoder(), batch.input_ids, batch.attention_mask
+    with torch.no_grad():
+        plain = dec(input_ids=ids, attention_mask=attn).last_hidden_state
+        real = attn.bool()
+        for unpadded in (False, True):
+            h = decoder_hidden(dec, ids, attn, min_shared=8, unpadded=unpadded)
+            assert h.shape == plain.shape
+            torch.testing.assert_close(h[real], plain[real], atol=2e-5, rtol=1e-4)
+        assert (decoder_hidden(dec, ids, attn, min_shared=8, unpadded=True)[~real] == 0).all()

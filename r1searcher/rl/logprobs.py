@@ -85,26 +85,58 @@ def shared_prefix_len(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> 
     return min(n, input_ids.shape[1] - 1)
 
 
-def decoder_hidden(decoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, min_shared: int = 16) -> torch.Tensor:
+def decoder_hidden(decoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, min_shared: int = 16,
+                   unpadded: bool = False) -> torch.Tensor:
     """Last hidden states ``[B, L, H]`` of ``decoder`` over right-padded rows, encoding the prefix
-    the rows share once (``min_shared`` ≤ its length, B > 1), the remainder per row on its cache."""
+    the rows share once (``min_shared`` ≤ its length, B > 1), the remainder per row on its cache.
+
+    ``unpadded``: the remainder runs row by row at its own length instead of as one ``[B, L − n]``
+    batch, so no compute is spent on padding (hidden states there are 0). Group members differ in
+    length by up to the response limit (a GRPO group of 8 at the demo's limits: about half of a
+    padded batch is padding), and on a CPU a row of a few hundred tokens already fills the
+    matrix units, so this is the faster path there; a GPU prefers the one batched call."""
     B, L = input_ids.shape
     n = shared_prefix_len(input_ids, attention_mask) if B > 1 else 0
-    if n < max(min_shared, 1) or getattr(decoder, "gradient_checkpointing", False):
+    if getattr(decoder, "gradient_checkpointing", False) or (n < max(min_shared, 1) and not unpadded):
         return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     from transformers import DynamicCache
 
     cache_kw = cache_kwarg(decoder)
-    pre_cache = DynamicCache(config=decoder.config)
-    pre = decoder(input_ids=input_ids[:1, :n], attention_mask=attention_mask[:1, :n], use_cache=True,
-                  **{cache_kw: pre_cache}).last_hidden_state  # [1, n, H]
-    # expanded views: the gradients of the B rows sum back into the one prefix
-    cache = cache_from(decoder.config, [(layer.keys.expand(B, -1, -1, -1), layer.values.expand(B, -1, -1, -1))
-                                        for layer in pre_cache.layers])
-    pos = torch.arange(n, L, device=input_ids.device).unsqueeze(0).expand(B, -1)
-    rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, position_ids=pos, use_cache=True,
-                   **{cache_kw: cache}).last_hidden_state  # [B, L - n, H]
-    return torch.cat([pre.expand(B, -1, -1), rest], dim=1)
+    if n < max(min_shared, 1):
+        n = 0
+    pre = None
+    if n:
+        pre_cache = DynamicCache(config=decoder.config)
+        pre = decoder(input_ids=input_ids[:1, :n], attention_mask=attention_mask[:1, :n], use_cache=True,
+                      **{cache_kw: pre_cache}).last_hidden_state  # [1, n, H]
+        kvs = [(layer.keys, layer.values) for layer in pre_cache.layers]
+    if not unpadded:
+        # expanded views: the gradients of the B rows sum back into the one prefix
+        cache = cache_from(decoder.config, [(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in kvs])
+        pos = torch.arange(n, L, device=input_ids.device).unsqueeze(0).expand(B, -1)
+        rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, position_ids=pos, use_cache=True,
+                       **{cache_kw: cache}).last_hidden_state  # [B, L - n, H]
+        return torch.cat([pre.expand(B, -1, -1), rest], dim=1)
+    rows = []
+    lengths = attention_mask.sum(1).tolist()
+    for i, length in enumerate(int(x) for x in lengths):
+        h = None
+        if length > n:
+            kw = {}
+            if n:  # a fresh cache object per row over the shared prefix tensors (updates concatenate, never write)
+                kw = {cache_kw: cache_from(decoder.config, kvs), "use_cache": True}
+            pos = torch.arange(n, length, device=input_ids.device).unsqueeze(0)
+            h = decoder(input_ids=input_ids[i : i + 1, n:length], attention_mask=attention_mask[i : i + 1, :length],
+                        position_ids=pos, **kw).last_hidden_state[0]  # [length - n, H]
+        parts = [pre[0]] if pre is not None else []
+        if h is not None:
+            parts.append(h)
+        if not parts:  # an empty row (no tokens at all): only padding
+            p0 = next(decoder.parameters())
+            parts = [torch.zeros(0, decoder.config.hidden_size, dtype=p0.dtype, device=p0.device)]
+        row = torch.cat(parts, 0)
+        rows.append(torch.nn.functional.pad(row, (0, 0, 0, L - row.shape[0])))  # zeros at padding
+    return torch.stack(rows)
 
 
 #: name under which rl/fsdp.py registers :func:`selected_logits` as a forward method of a sharded model
@@ -116,8 +148,8 @@ def selected_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     """Logits ``[N, V]`` of the hidden states at ``(rows[i], src[i])`` of right-padded ``input_ids``
     ``[B, L]``: the decoder over every token, the vocabulary projection only where selected."""
     decoder, head = model.get_decoder(), model.get_output_embeddings()
-    if share_prefix:
-        hidden = decoder_hidden(decoder, input_ids, attention_mask)  # [B, L, H]
+    if share_prefix:  # on a CPU also unpadded: rows at their own lengths (see decoder_hidden)
+        hidden = decoder_hidden(decoder, input_ids, attention_mask, unpadded=input_ids.device.type == "cpu")  # [B, L, H]
     else:
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     return head(hidden[rows, src])
