@@ -9,7 +9,9 @@ HELP = "train and evaluate a small model end to end (world, index, baselines, RL
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="synthetic", choices=["synthetic", "hotpotqa"])
-    p.add_argument("--minutes", type=float, default=25.0, help="wall-clock budget for the whole demo")
+    from r1searcher.demo import DemoSpec
+
+    p.add_argument("--minutes", type=float, default=DemoSpec.minutes, help=f"wall-clock budget of the whole demo, evaluations included (default {DemoSpec.minutes:g})")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--entities", type=int, default=120, help="synthetic world size")
     p.add_argument("--eval-questions", type=int, default=40,
