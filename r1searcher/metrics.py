@@ -76,6 +76,17 @@ def cover_exact_match(pred: Answer, gold: Answer) -> bool:
     return all(tok in pred_tokens for tok in _norm(gold).split(" "))
 
 
+def answer_in_text(text: str, golds: Answer | Sequence[Answer]) -> bool:
+    """Whether a gold alias, normalised, appears as whole words in normalised ``text`` (answer
+    recall of retrieved passages). Yes/no golds never count: they appear in any text."""
+    aliases = [golds] if isinstance(golds, (str, bool, int, float)) else list(golds)  # none: nothing to find
+    keys = [g for g in (_norm(x) for x in aliases) if g and g not in _YES_NO]
+    if not keys:
+        return False
+    seen = f" {normalize_answer(text)} "
+    return any(f" {k} " in seen for k in keys)
+
+
 def f1_precision_recall(pred: Answer, gold: Answer) -> tuple[float, float, float]:
     """HotpotQA token F1, precision and recall with the yes/no/noanswer rule."""
     p, g = _norm(pred), _norm(gold)

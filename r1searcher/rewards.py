@@ -33,7 +33,7 @@ answer earns it as much as several.
 from __future__ import annotations
 
 from r1searcher.config import RewardConfig
-from r1searcher.metrics import normalize_answer, score_prediction
+from r1searcher.metrics import answer_in_text, score_prediction
 from r1searcher.rollout.trajectory import Trajectory
 from r1searcher.tags import FormatCounts, documents, parse
 
@@ -101,14 +101,8 @@ def stage2_reward(completion: Trajectory | str, answers: list[str], cfg: RewardC
 
 def answer_found(completion: Trajectory | str, answers: list[str]) -> bool:
     """Whether a gold alias appears, normalised and as whole words, in the completion's document
-    blocks (what the policy read, after ``retrieval.max_doc_words``). Yes/no golds never count:
-    they appear in any text."""
-    golds = [normalize_answer(str(a)) for a in answers if not isinstance(a, bool)]  # bools: yes/no
-    golds = [g for g in golds if g and g not in ("yes", "no", "noanswer")]
-    if not golds:
-        return False
-    seen = f" {normalize_answer(' '.join(documents(_text(completion))))} "
-    return any(f" {g} " in seen for g in golds)
+    blocks (what the policy read, after ``retrieval.max_doc_words``; ``metrics.answer_in_text``)."""
+    return answer_in_text(" ".join(documents(_text(completion))), answers)
 
 
 def compute_reward(traj: Trajectory, answers: list[str], cfg: RewardConfig) -> tuple[float, dict]:

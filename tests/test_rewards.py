@@ -177,3 +177,11 @@ def test_answer_found_needs_whole_words_inside_documents():
     assert not answer_found(search(), ["yes", True, ""])  # yes/no appear anywhere: never counted
     unclosed = " " + Q.format("q") + "\n\n<|begin_of_documents|>\n(1) Maren Oduya"
     assert not answer_found(unclosed, ["Maren Oduya"])
+
+
+def test_answer_in_text_is_the_metrics_rule_for_retrieved_text():
+    from r1searcher.metrics import answer_in_text
+
+    assert answer_in_text("(1) Born in Recalethstan, 1944.", "recalethstan")
+    assert not answer_in_text("(1) Born in Recalethstan.", ["Recaleth"]) and not answer_in_text("no yes", [False, "yes"])
+    assert not answer_in_text("anything", [])
