@@ -38,7 +38,7 @@ def main() -> None:
     from r1searcher.data.qa import load_qa
     from r1searcher.integrations.trl import R1RolloutFunc, qa_dataset, stage1_reward, stage2_reward
     from r1searcher.models import load_tokenizer, resolve_model_path
-    from r1searcher.rl.trainer import build_retriever
+    from r1searcher.retrieval.index import open_retriever
 
     out = args.out or tempfile.mkdtemp(prefix="trl-grpo-")
     corpus, train = args.corpus, args.train
@@ -48,7 +48,7 @@ def main() -> None:
         paths = generate_world(entities=200, seed=0).save(os.path.join(out, "world"))
         corpus, train = str(paths["corpus"]), str(paths["train"])
     cfg = load_config(None, [f"retrieval.index={corpus}", "retrieval.top_k=3"])
-    retriever = build_retriever(cfg)  # a corpus JSONL → BM25, built once and cached
+    retriever = open_retriever(cfg)  # a corpus JSONL → BM25, built once and cached
     model_dir = resolve_model_path(args.model)  # TRL needs a local safetensors folder
 
     rollout_func = R1RolloutFunc(

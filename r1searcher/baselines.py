@@ -1,4 +1,4 @@
-"""Evaluation methods: how each builds its prompts and whether it may search.
+"""Evaluation methods as objects: each carries its prompts, its rollout arguments and its answer rule.
 
 =========  ===========================================================  ==========
 method     prompt                                                       searches
@@ -11,31 +11,34 @@ oracle     the gold supporting passages in the prompt (upper bound)     none
 =========  ===========================================================  ==========
 
 Every method runs through the same rollout engine, so decoding and limits are identical; only the
-prompt and the search budget differ.
+prompt and the search budget differ. :data:`METHODS` maps each name to its :class:`Method`:
+``prompts`` (None: the engine's own training prompt), ``rollout_args`` (the engine's per-call
+limits), ``answer`` (the prediction of one trajectory), ``config_overrides`` (config defaults the
+method needs, before the user's own) and ``needs_gold`` (the oracle reads a corpus of gold passages).
 
 The direct methods (naive, rag, oracle) get the prompt a fair reviewer would give them, in the style
 of FlashRAG's baselines (the paper's Table 2): a plain short-answer instruction, no tags to learn,
 
 * instruct models (the tokenizer has a chat template): system = the instruction (+ the documents),
   user = ``Question: …``; generation stops at the end of the assistant turn (the template's
-  end-of-turn token, see ``rollout.engine.end_of_turn_ids``);
+  end-of-turn token, which the tokenizer or the model's generation config names as EOS);
 * base models: ``instruction / documents / Question: … / Answer:``; the answer is the first line.
 
 A direct answer is taken from ``<answer>…</answer>`` when the model writes one, and otherwise from
 the first non-empty line of the reply, with an ``Answer:`` / ``The answer is`` lead-in and a final
-period removed (:func:`direct_answer`). They get ``DIRECT_MAX_TOKENS`` new tokens: enough for any
-short answer, and no time spent on text that would be cut anyway.
+period removed (:func:`r1searcher.tags.extract_answer` with ``first_line=True``). They get
+``DIRECT_MAX_TOKENS`` new tokens: enough for any short answer, and no time spent on text that would
+be cut anyway.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from r1searcher.retrieval.base import Passage, format_documents
-
-METHODS = ("rl", "iterative", "naive", "rag", "oracle")
-SEARCHING = ("rl", "iterative")
-DIRECT = ("naive", "rag", "oracle")
+from r1searcher.tags import extract_answer
 
 #: New tokens a direct method may write (a short phrase, on one line).
 DIRECT_MAX_TOKENS = 32
@@ -76,35 +79,120 @@ def direct_prompt(question: str, passages: list[Passage] | None = None, max_word
     return f"{instruction}\n\nQuestion: {question}\nAnswer:"
 
 
-_LEAD_IN = re.compile(r"^(?:final answer|the answer is|answer)\s*[:\-]?\s*", re.IGNORECASE)
-_SPECIAL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</s>|<eos>|<end_of_turn>")  # end-of-turn/EOS token texts
-_DOC_NUMBER = re.compile(r"^\(\d{1,2}\)\s*")  # a "(2) " copied from the numbered documents
+class Question(Protocol):
+    """What a method reads of a QA record (``r1searcher.data.qa.QARecord``)."""
+
+    id: str
+    question: str
+    meta: dict
 
 
-def direct_answer(text: str) -> str:
-    """The prediction of a direct method from its reply text.
+class PromptSettings(Protocol):
+    """What a method reads of the evaluation settings (``r1searcher.evaluate.EvalSpec``)."""
 
-    ``<answer>x</answer>`` → ``x``; otherwise the first non-empty line, without an ``Answer:`` or
-    ``The answer is`` lead-in, a copied document number ``(2)``, surrounding quotes or ``**``, or a final
-    period; special-token text (``<|im_end|>``) is dropped first. Empty text → ``""``.
-    """
-    text = _SPECIAL.sub("", text)
-    if "<answer>" in text and "</answer>" in text.split("<answer>", 1)[1]:
-        return text.split("<answer>")[-1].split("</answer>")[0].strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        line = _DOC_NUMBER.sub("", _LEAD_IN.sub("", line).strip().strip("*").strip())
-        if re.search(r"[^A-Z.]\.$", line):  # a sentence's period, not "U.S."
-            line = line[:-1]
-        line = line.strip().strip('*"“”\'').strip()
-        if line:  # "The answer is:" alone on its line: the answer is on the next one
-            return line
-    return ""
+    top_k: int
+    max_doc_words: int | None
+    gold_passages: dict[str, Passage]
 
 
-def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
-    return method
+@dataclass(frozen=True)
+class Method:
+    """A searching method (rl, iterative): the engine's training prompt, its search budget, the
+    tagged answer the rollout extracted (``""`` when none was written)."""
+
+    name: str
+    config_overrides: tuple[str, ...] = ()  # config defaults the method needs (before the user's own)
+    needs_gold: bool = False  # reads gold passages (``--corpus``)
+
+    @property
+    def searches(self) -> bool:
+        return True
+
+    def prompts(self, records: Sequence[Question], spec: PromptSettings, retriever, tokenizer=None) -> list[str] | None:
+        """One prompt per record, or None for the engine's own training prompt."""
+        return None
+
+    def rollout_args(self, tokenizer=None) -> dict[str, Any]:
+        """Keyword arguments for ``RolloutEngine.rollout`` beyond the questions, ``n=1``, ``greedy``."""
+        return {}
+
+    def answer(self, traj) -> str:
+        """The prediction of one trajectory."""
+        return traj.answer if traj.answer is not None else ""
+
+
+@dataclass(frozen=True)
+class DirectMethod(Method):
+    """A direct method: its own short-answer prompt, no search, ``DIRECT_MAX_TOKENS`` new tokens
+    (a base model stops at the first line), the answer read from the reply's first line."""
+
+    @property
+    def searches(self) -> bool:
+        return False
+
+    def passages(self, records: Sequence[Question], spec: PromptSettings, retriever) -> list[list[Passage] | None]:
+        """The documents each prompt shows (None: no document section)."""
+        return [None] * len(records)
+
+    def prompts(self, records: Sequence[Question], spec: PromptSettings, retriever, tokenizer=None) -> list[str]:
+        docs = self.passages(records, spec, retriever)
+        return [direct_prompt(r.question, d, None if d is None else spec.max_doc_words, tokenizer)
+                for r, d in zip(records, docs)]
+
+    def rollout_args(self, tokenizer=None) -> dict[str, Any]:
+        return {"max_searches": 0, "max_new_tokens": DIRECT_MAX_TOKENS,
+                "stop_at_newline": not has_chat_template(tokenizer)}
+
+    def answer(self, traj) -> str:
+        return extract_answer(traj.text, first_line=True)
+
+
+@dataclass(frozen=True)
+class RagMethod(DirectMethod):
+    """rag: one retrieval of the question's top-k passages, shown in the prompt."""
+
+    def passages(self, records: Sequence[Question], spec: PromptSettings, retriever) -> list[list[Passage] | None]:
+        return list(retriever.search([r.question for r in records], spec.top_k))
+
+
+def gold_ids(rec: Question) -> list[str]:
+    """The record's gold supporting passage ids (``supporting_ids``, else ``gold_passage_ids``)."""
+    for key in ("supporting_ids", "gold_passage_ids"):
+        ids = rec.meta.get(key)
+        if ids:
+            return [str(i) for i in ids]
+    return []
+
+
+@dataclass(frozen=True)
+class OracleMethod(DirectMethod):
+    """oracle: the record's gold supporting passages (from ``spec.gold_passages``) in the prompt."""
+
+    def passages(self, records: Sequence[Question], spec: PromptSettings, retriever) -> list[list[Passage] | None]:
+        out: list[list[Passage] | None] = []
+        for r in records:
+            ids = gold_ids(r)
+            if not ids:
+                raise ValueError(f"oracle needs gold passage ids (supporting_ids / gold_passage_ids); record {r.id} has none")
+            missing = [i for i in ids if i not in spec.gold_passages]
+            if missing:
+                raise ValueError(f"oracle: gold passages {missing[:3]} of record {r.id} are not in the corpus given")
+            out.append([spec.gold_passages[i] for i in ids])
+        return out
+
+
+#: Every evaluation method by name, in the order the CLI lists them.
+METHODS: Mapping[str, Method] = {
+    "rl": Method("rl"),
+    "iterative": Method("iterative", config_overrides=("rollout.few_shot=true",)),
+    "naive": DirectMethod("naive"),
+    "rag": RagMethod("rag"),
+    "oracle": OracleMethod("oracle", needs_gold=True),
+}
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``; an unknown name is a one-line ValueError."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}: one of {', '.join(METHODS)}")
+    return METHODS[name]

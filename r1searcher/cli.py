@@ -9,6 +9,7 @@ import sys
 
 import r1searcher
 import r1searcher.commands as _commands
+from r1searcher.errors import describe_error
 
 
 def _command_modules() -> list[tuple[str, object]]:
@@ -35,16 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
-
-
-def describe_error(e: BaseException) -> str:
-    """One line for an error the user can act on (an OSError names the file and the reason)."""
-    if isinstance(e, OSError) and e.strerror and e.filename:
-        other = f" -> {e.filename2}" if getattr(e, "filename2", None) else ""
-        return f"{e.filename}{other}: {e.strerror}"
-    text = str(e).strip() or type(e).__name__
-    lines = text.splitlines()
-    return lines[0] + (" …" if len(lines) > 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,20 @@
-"""Typed configuration: dataclasses, YAML files, dotted command-line overrides.
+"""The one typed config tree: sections, YAML files, dotted overrides, one validation, frozen.
 
     cfg = load_config("stage2", ["train.lr=1e-6", "rollout.n_samples=8"])
+    cfg2 = derive(cfg, {"train.max_minutes": 5.0, "reward.stage": 1})   # a new, validated config
 
 A config is a YAML file path, or the name of one shipped inside the package (``r1searcher/configs/``:
 ``tiny``, ``stage1``, ``stage2``, …, with or without ``.yaml``), so an installed wheel finds them from
-any folder. Unknown keys are errors that name the key and the closest valid one; override values are
-parsed as YAML scalars and must match the field's type.
+any folder. Every knob a user can set is a field of one section (``model``, ``retrieval``,
+``rollout``, ``reward``, ``data``, ``train``, ``eval``, ``demo``, ``web``, ``serve``; the classes
+live in :mod:`r1searcher.settings`), with one help string, shown by ``r1searcher config``.
+
+Loading is one pass: defaults, the YAML file, the overrides, then the environment variables named in
+a field's help for the fields still unset, then :func:`~r1searcher.settings.validate.validate`.
+Unknown keys are errors that name the key and the closest valid one; override values are parsed as
+YAML scalars and must match the field's type; a value out of range or a combination that cannot
+work fails here, in one line naming the key. The tree is frozen: a command derives its config by
+override (:func:`derive`), which is validated the same way. A saved config holds the web keys masked.
 """
 
 from __future__ import annotations
@@ -17,126 +26,56 @@ import typing
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import yaml
 
+from r1searcher.settings.demo import DemoSpec
+from r1searcher.settings.env import section_env
+from r1searcher.settings.evaluation import EvalConfig
+from r1searcher.settings.fields import ConfigError, field_help
+from r1searcher.settings.serve import ServerLimits
+from r1searcher.settings.training import (DataConfig, ModelConfig, RetrievalConfig, RewardConfig, RolloutConfig,
+                                          TrainConfig)
+from r1searcher.settings.validate import validate
+from r1searcher.settings.web import SECRET_FIELDS, URL_FIELDS, WebConfig
 
-@dataclass
-class ModelConfig:
-    name: str = "smollm2"  # "smollm2" (embedded), "qwen-coder-0.5b" (opt-in wheels), or a local HF folder
-    dtype: str = "auto"  # auto: bf16 on CUDA and on CPUs with AMX/AVX512-BF16 (not for full CPU fine-tuning), else fp32
-    device: str = "auto"
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_layers: str = "all"  # "all" or "top:N" (adapt only the top N decoder layers)
-    cache_dir: str = ""  # cache root for converted models and built indexes ("" = r1searcher.paths.cache_root())
+__all__ = ["Config", "ConfigError", "DataConfig", "DemoSpec", "EvalConfig", "ModelConfig", "RetrievalConfig",
+           "RewardConfig", "RolloutConfig", "ServerLimits", "TrainConfig", "WebConfig", "apply_overrides",
+           "config_fields", "derive", "diff_configs", "load_config", "save_config", "validate"]
 
-
-@dataclass
-class RetrievalConfig:
-    index: str = ""  # folder of a saved index (bm25 / dense / hybrid)
-    server: str = ""  # URL of a retrieval server (R1-Searcher /queries or Search-R1 /retrieve)
-    top_k: int = 3  # paper: 3 in training, 5 in evaluation
-    max_doc_words: int = 100  # cap on each inserted passage's words
-    timeout_s: float = 30.0
-    retries: int = 3
+MASK = "***"  # how a saved config shows a secret (r1searcher.retrieval.redact.MASK)
 
 
-@dataclass
-class RolloutConfig:
-    n_samples: int = 4  # samples per question (a GRPO group)
-    temperature: float = 1.0
-    top_p: float = 0.95
-    greedy: bool = False
-    max_searches: int = 8  # paper: 8 in training, 9 in evaluation
-    max_new_tokens_per_turn: int = 512
-    max_response_tokens: int = 4096  # policy + inserted tokens after the prompt
-    prompt: str = "base"  # "base" (User:/Assistant: <think>) or "chat" (the tokenizer's template)
-    few_shot: bool = True  # add one worked example to the instruction
-    shots: int = 1  # with few_shot: 1 = the 2-hop example; 2 = a 1-hop example, then the 2-hop one (prompts.examples)
-    batch_size: int = 32  # sequences decoded together
-    on_retriever_error: str = "raise"  # after retrieval.retries: "raise" RetrieverError, or "stop" (stop reason retriever_error)
-    seed: int = 0
-
-
-@dataclass
-class RewardConfig:
-    stage: int = 2  # 1: retrieval + format; 2: F1 − format penalty
-    retrieval_reward: float = 0.5
-    format_reward: float = 0.5
-    answer_bonus: bool = False  # stage 1: the released code's ±1 cover-EM term
-    format_penalty: float = 2.0  # paper/Qwen: 2; released Llama code: 1
-    max_answer_words: int = 10  # the Qwen server's ≤10-word answer rule (0 = off)
-    found_bonus: float = 0.0  # stage 2, beyond the paper: + this when a gold answer is in the retrieved documents (0 = the paper's reward)
-
-
-@dataclass
-class DataConfig:
-    path: str = ""
-    limit: int = 0  # 0 = all
-    on_error: str = "skip"  # "skip" bad lines (reported) or "fail"
-    shuffle: bool = True
-
-
-@dataclass
-class TrainConfig:
-    algo: str = "reinforce_pp_baseline"  # reinforce_pp_baseline | reinforce_pp | grpo
-    max_steps: int = 100
-    max_minutes: float = 0.0  # stop (with a checkpoint) once this much training time is spent; 0 = no limit
-    questions_per_step: int = 4
-    micro_batch_size: int = 4
-    lr: float = 2e-6
-    lr_schedule: str = "constant"  # constant | cosine
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    betas: list = field(default_factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0
-    clip_eps: float = 0.2
-    kl_coef: float = 0.0
-    kl_estimator: str = "k1"  # k1 | k2 | k3
-    kl_in_reward: bool = True
-    drop_uniform_groups: bool = False
-    seed: int = 0
-    save_every: int = 10
-    keep_last: int = 2
-    init_from: str = ""  # checkpoint to start from (stage 2 from stage 1): a run, checkpoint or model folder
-    loss_agg: str = "seq-mean-token-mean"  # seq-mean-token-mean (OpenRLHF, micro-batch 1) | token-mean
-    min_lr_ratio: float = 0.1  # cosine decays to min_lr_ratio × lr (OpenRLHF cosine_with_min_lr)
-    recompute_old_logprobs: bool = False  # extra no-grad forward instead of the sampler's log-probs
-    gradient_checkpointing: bool = False
-    fsdp: bool = False  # under torchrun: shard weights, gradients and AdamW state over ranks (FSDP2; rl/fsdp.py)
-    share_prompt: bool = True  # encode each micro-batch's common token prefix once in the training forward (exact)
-    log_samples: int = 2  # trajectories per step written to samples.jsonl (0 = none)
-    progress: bool = True  # tqdm bar with live reward and searches (against the clock when max_minutes is set)
-    eval_every: int = 0  # greedy held-out evaluation every N steps, before the first and after the last (0 = off)
-    eval_data: str = ""  # held-out questions for it (a QA file); results in RUN/eval.jsonl and log.jsonl heldout_*
-    eval_limit: int = 24  # the first N questions of eval_data: the same slice every time
-    stop_when: str = ""  # end the stage once all hold on the mean of the last stop_window steps, e.g.
-    # "frac_with_search>=0.8, reward_format>=0.4" (stage 1: the format holds; rl/stopping.py)
-    stop_window: int = 2
-    # trackers mirroring log.jsonl and samples live: tensorboard | wandb | trackio | none, a list or a comma
-    # string (r1searcher/trackers.py; optional packages; WANDB_MODE=offline, Trackio's store is local)
-    report_to: Any = field(default_factory=list)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    out: str = "runs/default"
+    """The whole tree. Sections after ``out`` are the other commands' knobs, saved with every run too."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "the policy model"})
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig, metadata={"help": "the search backend"})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "sampling and the search loop"})
+    reward: RewardConfig = field(default_factory=RewardConfig, metadata={"help": "the reward (stage 1 or 2)"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "the training questions"})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "the RL loop"})
+    out: str = field(default="runs/default", metadata={"help": "the run folder (train --out wins)"})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "r1searcher eval's setup"})
+    demo: DemoSpec = field(default_factory=DemoSpec, metadata={"help": "r1searcher demo's knobs"})
+    web: WebConfig = field(default_factory=WebConfig, metadata={"help": "the live web retriever (--web)"})
+    serve: ServerLimits = field(default_factory=ServerLimits, metadata={"help": "the retrieval server's limits"})
+
+    def __post_init__(self) -> None:
+        validate(self)  # the checks between fields, whichever way the tree is made
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The tree as plain data, fit to print or save (web keys and URL credentials masked)."""
+        out = _plain(dataclasses.asdict(self))
+        out["web"] = _plain(self.web.shown())
+        return out
 
+    def derive(self, overrides: Mapping[str, Any] | list[str]) -> Config:
+        """A new config with ``overrides`` applied (see :func:`derive`)."""
+        return derive(self, overrides)
 
-class ConfigError(ValueError):
-    pass
 
 
 def _closest(key: str, options: list[str]) -> str:
@@ -145,9 +84,8 @@ def _closest(key: str, options: list[str]) -> str:
     section, _, leaf = key.rpartition(".")
     initials = "".join(w[0] for w in leaf.lower().split("_") if w)
 
-    def rank(opt: str) -> tuple:
-        osec, _, oleaf = opt.rpartition(".")
-        return (osec != section, opt)
+    def rank(opt: str) -> tuple:  # the key's own section first, then the tree's order (training sections first)
+        return (opt.rpartition(".")[0] != section, options.index(opt))
 
     def squash(s: str) -> str:
         return s.lower().replace("_", "").replace("-", "")
@@ -167,29 +105,42 @@ def _closest(key: str, options: list[str]) -> str:
 
 
 def diff_configs(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, old value, new value)`` for every leaf that differs between two config dicts."""
+    """``(dotted key, old value, new value)`` for every leaf that differs between two config dicts.
+    A whole section the old dict lacks (a config saved before that section existed) is not a change."""
     out = []
     for key in sorted(set(old) | set(new), key=lambda k: (k not in old, str(k))):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out += diff_configs(a, b, f"{prefix}{key}.")
+        elif a is None and isinstance(b, dict) and key not in old:
+            continue
         elif a != b:
             out.append((f"{prefix}{key}", a, b))
     return out
 
 
-def _field_type(obj: Any, name: str) -> Any:
-    hints = typing.get_type_hints(type(obj))
-    return hints[name]
+def _plain(d: Any) -> Any:
+    """Tuples as lists (YAML and JSON write them alike), recursively."""
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_plain(v) for v in d]
+    return d
+
+
+def _type_name(typ: Any) -> str:
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        return f"{_type_name(args[0])} | None"
+    return "any" if typ is Any else getattr(typ, "__name__", str(typ))
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(typ) if a is not type(None)]
+    """``value`` as the field type ``typ`` (ints for floats, numbers for strings), else a ConfigError."""
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
         if value is None:
             return None
-        typ = args[0]
+        typ = [a for a in typing.get_args(typ) if a is not type(None)][0]
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typ is float and isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
@@ -203,58 +154,110 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise ConfigError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
         return value
-    if typ is list or origin is list:
-        if not isinstance(value, list):
+    if typ in (list, tuple) or typing.get_origin(typ) in (list, tuple):
+        if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return value
+        return tuple(value) if typ is tuple or typing.get_origin(typ) is tuple else list(value)
     return value
 
 
-def _apply(obj: Any, data: dict, prefix: str = "") -> None:
-    names = [f.name for f in dataclasses.fields(obj)]
+def _build(cls: type, data: Mapping[str, Any], prefix: str = "", env: bool = True, make: Any = None) -> Any:
+    """An instance of the dataclass ``cls`` from ``data`` (nested mappings for sections): unknown keys,
+    wrong types and values its fields' checks refuse are ConfigErrors naming the dotted key. With
+    ``env``, fields ``data`` leaves unset take their documented environment variable. ``make`` (default
+    ``cls``) is called with the fields: ``dict`` checks the sections without the checks between them."""
+    flds = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
-        if key not in names:
-            raise ConfigError(f"unknown config key '{full}'{_closest(full, [prefix + n for n in names])}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{full}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(current))}")
-            _apply(current, value, f"{full}.")
-        else:
-            setattr(obj, key, _coerce(value, _field_type(obj, key), full))
+        if key not in flds:
+            raise ConfigError(f"unknown config key '{full}'{_closest(full, [prefix + n for n in flds])}")
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{full}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(typ))}")
+            kwargs[key] = _build(typ, value, f"{full}.", env)
+        elif not (key in SECRET_FIELDS + URL_FIELDS and MASK in str(value)):  # a saved config's masked secret: unset
+            kwargs[key] = _coerce(value, typ, full)
+    for key, f in flds.items():
+        if key not in kwargs and dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _build(hints[key], {}, f"{prefix}{key}.", env)
+    if env:
+        kwargs.update(section_env(cls, kwargs))
+    return (make or cls)(**kwargs)
 
 
-def _all_keys(obj: Any, prefix: str = "") -> list[str]:
-    out = []
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if dataclasses.is_dataclass(v):
-            out += _all_keys(v, f"{prefix}{f.name}.")
+def _leaves(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """``(dotted key, field, type)`` of every leaf of the dataclass ``cls``, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _leaves(hints[f.name], f"{prefix}{f.name}.")
         else:
-            out.append(f"{prefix}{f.name}")
-    return out
+            yield f"{prefix}{f.name}", f, hints[f.name]
+
+
+def _all_keys(cls: type = Config) -> list[str]:
+    return [k for k, _, _ in _leaves(cls)]
+
+
+def config_fields() -> list[dict[str, Any]]:
+    """Every knob of the tree: ``key``, ``type``, ``default`` and ``help`` (for ``r1searcher config``)."""
+    rows = []
+    for key, f, typ in _leaves(Config):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        rows.append({"key": key, "type": _type_name(typ), "default": _plain(default), "help": field_help(f)})
+    return rows
+
+
+def sections() -> list[tuple[str, str]]:
+    """``(name, help)`` of each section of the tree."""
+    return [(f.name, f.metadata.get("help", "")) for f in dataclasses.fields(Config)
+            if dataclasses.is_dataclass(typing.get_type_hints(Config)[f.name])]
+
+
+def _nest(items: Mapping[str, Any], into: dict) -> dict:
+    """Merge dotted ``{"a.b": v}`` items into the nested dict ``into`` (in place; returned)."""
+    for key, value in items.items():
+        cur = into
+        parts = key.split(".")
+        for p in parts[:-1]:
+            nxt = cur.get(p)
+            cur[p] = nxt = dict(nxt) if isinstance(nxt, Mapping) else {}
+            cur = nxt
+        cur[parts[-1]] = value
+    return into
+
+
+def _parse_overrides(overrides: list[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """``["a.b=value", …]`` (values parsed as YAML scalars) or ``{"a.b": value}``, as a checked dict."""
+    valid = _all_keys()
+    if isinstance(overrides, Mapping):
+        items = dict(overrides)
+    else:
+        items = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.lr=1e-6)")
+            key, raw = item.split("=", 1)
+            items[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    for key in items:
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{key}'{_closest(key, valid)}")
+    return items
+
+
+def derive(cfg: Config, overrides: list[str] | Mapping[str, Any]) -> Config:
+    """A new config: ``cfg`` with ``overrides`` (``["train.lr=1e-3"]`` or ``{"train.lr": 1e-3}``),
+    built and validated as a loaded one is; ``cfg`` is left as it was."""
+    data = _nest(_parse_overrides(overrides), _plain(dataclasses.asdict(cfg)))
+    return _build(Config, data, env=False)  # Config() validates
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply ``a.b=value`` overrides (value parsed as a YAML scalar)."""
-    valid = _all_keys(cfg)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. train.lr=1e-6)")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if key not in valid:
-            raise ConfigError(f"unknown config key '{key}'{_closest(key, valid)}")
-        value = yaml.safe_load(raw) if raw.strip() else ""
-        nested: dict = {}
-        cur = nested
-        parts = key.split(".")
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = value
-        _apply(cfg, nested)
-    return cfg
+    """:func:`derive` with ``a.b=value`` strings (the command line's form)."""
+    return derive(cfg, overrides)
 
 
 def packaged_configs_dir() -> Path:
@@ -287,26 +290,35 @@ def resolve_config(name: str | Path) -> Path:
                             f"(available: {', '.join(config_names()) or 'none'})")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file (if any: a path or a packaged config's name), then the dotted overrides."""
-    cfg = Config()
+def _read_yaml(p: Path) -> dict:
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}: YAML syntax error{where}: {what}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then the YAML file (if any: a path or a packaged config's name), then the dotted
+    overrides, then the documented environment fallbacks; validated once (a ConfigError names the key)."""
+    data: dict = {}
+    where = ""
     if path:
         p = resolve_config(path)
+        data, where = _read_yaml(p), f"{p}: "
         try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            what = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"{p}: YAML syntax error{where}: {what}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping")
-        try:
-            _apply(cfg, data)
+            _build(Config, data, env=False, make=dict)  # the file's own errors name the file
         except ConfigError as e:
-            raise ConfigError(f"{p}: {e}") from None
-    return apply_overrides(cfg, overrides or [])
+            raise ConfigError(f"{where}{e}") from None
+    data = _nest(_parse_overrides(overrides or []), data)
+    return _build(Config, data)  # Config() validates
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the whole tree as YAML (web keys masked)."""
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

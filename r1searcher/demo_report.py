@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from r1searcher.files import read_jsonl
+from r1searcher.metrics import percent
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path, missing_ok=True, on_bad="raise").values()
 
 
 def plot_training(runs: dict, out_png: Path) -> Path | None:
@@ -136,7 +136,7 @@ def behaviour_rows(rows: list[dict]) -> list[dict]:
 
 def _mean_f1(rows: list[dict]) -> float | None:
     """Mean F1 in points (None for no rows)."""
-    return round(100 * sum(r["f1"] for r in rows) / len(rows), 1) if rows else None
+    return percent(sum(r["f1"] for r in rows), len(rows)) if rows else None
 
 
 def _behaviour_table(out: Path) -> list[str]:
@@ -164,7 +164,9 @@ def _f1(metrics: dict, when: str, method: str, hops: str | None) -> float | None
 
 
 def _goals(metrics: dict) -> list[str]:
-    """The demo's goals (issue #18), checked on this run's numbers (F1 in points of 100)."""
+    """The demo's goals, checked on this run's numbers (F1 in points of 100): on the main hop count RL
+    beats rag by 10 points and the untrained iterative loop by 30, with ≥ 1.5 searches per question;
+    on 1-hop questions RL at least matches rag."""
     hops = sorted({h for m in metrics["before"].values() for h in m.get("by_hops", {})})
     main = "2" if "2" in hops else None
     rl, rag, it = (_f1(metrics, "after", "rl", main), _f1(metrics, "before", "rag", main),

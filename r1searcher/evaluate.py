@@ -33,11 +33,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1searcher.baselines import DIRECT_MAX_TOKENS, SEARCHING, check_method, direct_answer, direct_prompt, has_chat_template
+from r1searcher.baselines import get_method
 from r1searcher.data.qa import ID_FIELDS, LoadReport, QARecord, load_qa
+from r1searcher.files import append_bytes, encode_jsonl, read_jsonl, write_atomic
 from r1searcher.fingerprint import file_sha256
 from r1searcher.folderlock import folder_lock
-from r1searcher.metrics import aggregate, score_prediction
+from r1searcher.metrics import aggregate, per_question, score_prediction
 from r1searcher.retrieval.base import Passage
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ _MAX_LOGGED = 10  # damaged lines logged one by one, then a count
 
 @dataclass
 class EvalSpec:
-    method: str = "rl"
+    method: str = "rl"  # a name in baselines.METHODS
     limit: int = 0
     batch_size: int = 16
     top_k: int = 5  # paper: 5 at evaluation
@@ -64,32 +65,16 @@ class EvalSpec:
 
 def _read_rows(path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
     """``(line number, row)`` of each valid row of ``path``, and ``file:line: reason`` per damaged line."""
-    if not path.exists():
-        return [], []
+    got = read_jsonl(path, missing_ok=True)
     rows: list[tuple[int, dict]] = []
-    damaged: list[str] = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                damaged.append(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})")
-                continue
-            except json.JSONDecodeError as e:
-                torn = " (a torn write)" if not raw.endswith(b"\n") else ""
-                damaged.append(f"{path}:{lineno}: invalid JSON{torn} ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(row, dict):
-                damaged.append(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                continue
-            missing = [k for k in ROW_FIELDS if k not in row]
-            if missing:
-                damaged.append(f"{path}:{lineno}: not a prediction row (no {', '.join(repr(k) for k in missing)})")
-                continue
-            rows.append((lineno, row))
-    return rows, damaged
+    damaged = [(d.line, str(d)) for d in got.damaged]
+    for lineno, row in got.rows:
+        missing = [k for k in ROW_FIELDS if k not in row]
+        if missing:
+            damaged.append((lineno, f"{path}:{lineno}: not a prediction row (no {', '.join(repr(k) for k in missing)})"))
+            continue
+        rows.append((lineno, row))
+    return rows, [message for _, message in sorted(damaged)]
 
 
 def read_done(path: Path, damaged: list[str] | None = None) -> list[dict]:
@@ -102,111 +87,21 @@ def read_done(path: Path, damaged: list[str] | None = None) -> list[dict]:
     return [r for _, r in rows]
 
 
-def _named(e: OSError, path: Path) -> OSError:
-    """``e`` with ``path`` as its filename when it has none (a full disk's ENOSPC names no file)."""
-    if e.filename:
-        return e
-    return OSError(e.errno, e.strerror or str(e), str(path))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _encode_rows(rows: list[dict]) -> bytes:
-    """One JSON line per row, UTF-8. A lone surrogate (from a passage or the model) cannot be
-    UTF-8: that row is written with ASCII escapes, still valid JSON that reads back the same."""
-    out = []
-    for row in rows:
-        try:
-            out.append((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        except UnicodeEncodeError:
-            out.append((json.dumps(row) + "\n").encode("ascii"))
-    return b"".join(out)
-
-
-def _append(fd: int, path: Path, data: bytes) -> None:
-    """Append ``data`` and fsync; on failure cut the file back (no torn line) and name ``path``."""
-    start = os.lseek(fd, 0, os.SEEK_END)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    except OSError as e:
-        try:
-            os.ftruncate(fd, start)
-        except OSError:
-            pass
-        raise _named(e, path) from None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (temp file, fsync, rename); errors name ``path``, and the
-    temp file is removed, so a full disk leaves the old file whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise _named(e, path) from None
-
-
-def _gold_ids(rec: QARecord) -> list[str]:
-    for key in ("supporting_ids", "gold_passage_ids"):
-        ids = rec.meta.get(key)
-        if ids:
-            return [str(i) for i in ids]
-    return []
-
-
-def build_prompts(records: list[QARecord], spec: EvalSpec, retriever, tokenizer=None) -> list[str] | None:
-    """Prompts for the non-searching methods (None: the engine's own training prompt); ``tokenizer``
-    decides between the chat and the base form (``baselines.direct_prompt``)."""
-    if spec.method in SEARCHING:
-        return None
-    if spec.method == "naive":
-        return [direct_prompt(r.question, tokenizer=tokenizer) for r in records]
-    if spec.method == "rag":
-        hits = retriever.search([r.question for r in records], spec.top_k)
-        return [direct_prompt(r.question, h, spec.max_doc_words, tokenizer) for r, h in zip(records, hits)]
-    # oracle
-    prompts = []
-    for r in records:
-        ids = _gold_ids(r)
-        if not ids:
-            raise ValueError(f"oracle needs gold passage ids (supporting_ids / gold_passage_ids); record {r.id} has none")
-        missing = [i for i in ids if i not in spec.gold_passages]
-        if missing:
-            raise ValueError(f"oracle: gold passages {missing[:3]} of record {r.id} are not in the corpus given")
-        prompts.append(direct_prompt(r.question, [spec.gold_passages[i] for i in ids], spec.max_doc_words, tokenizer))
-    return prompts
-
-
 def run_method(engine, retriever, records: list[QARecord], spec: EvalSpec):
-    """Greedy trajectories of ``spec.method`` for ``records`` (one each), through ``engine``."""
+    """Greedy trajectories of ``spec.method`` for ``records`` (one each), through ``engine``: the
+    method's prompts (None: the engine's training prompt) and per-call limits (``baselines.Method``)."""
+    method = get_method(spec.method)
     tok = getattr(engine, "tokenizer", None)
-    prompts = build_prompts(records, spec, retriever, tok)
-    if spec.method in SEARCHING:
-        return engine.rollout([r.question for r in records], n=1, greedy=True)
-    return engine.rollout([r.question for r in records], n=1, greedy=True, prompts=prompts, max_searches=0,
-                          max_new_tokens=DIRECT_MAX_TOKENS, stop_at_newline=not has_chat_template(tok))
+    kwargs = method.rollout_args(tok)
+    prompts = method.prompts(records, spec, retriever, tok)
+    if prompts is not None:
+        kwargs["prompts"] = prompts
+    return engine.rollout([r.question for r in records], n=1, greedy=True, **kwargs)
 
 
 def prediction_row(rec: QARecord, traj, method: str = "rl") -> dict:
-    if method in SEARCHING:
-        pred = traj.answer if traj.answer is not None else ""
-    else:  # a direct answer: <answer> if written, else the first line (baselines.direct_answer)
-        pred = direct_answer(traj.text)
+    """One predictions.jsonl row: the record, ``method``'s answer of ``traj``, and its scores."""
+    pred = get_method(method).answer(traj)
     row = {
         "id": rec.id,
         "question": rec.question,
@@ -225,9 +120,11 @@ def prediction_row(rec: QARecord, traj, method: str = "rl") -> dict:
 
 
 def summarize(rows: list[dict], seconds: float | None = None) -> dict:
+    """metrics.json's numbers: :func:`metrics.aggregate` over all rows and per hop count, searches
+    per question, stop reasons (and ``seconds`` when given)."""
     out = aggregate(rows)
     n = len(rows)
-    out["searches_per_question"] = round(sum(r["n_searches"] for r in rows) / n, 3) if n else None
+    out["searches_per_question"] = per_question(sum(r["n_searches"] for r in rows), n) if n else None
     out["stop_reasons"] = dict(Counter(r["stop_reason_final"] for r in rows))
     hops = sorted({r["hops"] for r in rows if "hops" in r})
     if hops:
@@ -344,7 +241,7 @@ def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Pa
     """Evaluate one dataset file; resumable. Returns the metrics dict (also written to metrics.json).
 
     Holds ``out_dir``'s lock for the whole run (another process is refused with one line)."""
-    check_method(spec.method)
+    get_method(spec.method)
     if spec.limit < 0:
         raise ValueError(f"limit must be 0 (all questions) or more, got {spec.limit}")
     if spec.batch_size < 1:
@@ -356,7 +253,7 @@ def evaluate_dataset(engine, retriever, data_path: str | Path, out_dir: str | Pa
 
 def _evaluate_locked(engine, retriever, data_path: Path, out_dir: Path, spec: EvalSpec, progress: bool,
                      on_error: str) -> dict:
-    pred_path = out_dir / PREDICTIONS
+    """Load the questions, keep what the folder already answers, evaluate the rest, write metrics."""
     report = LoadReport()
     every = load_qa(data_path, on_error=on_error, report=report)  # all: a row may answer one past --limit
     records = every[: spec.limit] if spec.limit else every
@@ -366,6 +263,35 @@ def _evaluate_locked(engine, retriever, data_path: Path, out_dir: Path, spec: Ev
     if spec.restart:
         for name in (PREDICTIONS, METRICS, RUN):
             (out_dir / name).unlink(missing_ok=True)
+    matched = _kept_rows(out_dir, every, spec, data_path)
+    todo = [i for i in range(len(records)) if i not in matched]
+    t0 = time.perf_counter()
+    _predict(engine, retriever, records, todo, matched, spec, out_dir / PREDICTIONS,
+             f"{spec.method} {data_path.stem}" if progress else None)
+    elapsed = time.perf_counter() - t0
+    rows = [matched[i] for i in range(len(records))]
+    metrics = summarize(rows)
+    metrics["method"] = spec.method
+    metrics["dataset"] = str(data_path)
+    metrics["bad_lines"] = report.n_bad
+    metrics["retriever_errors"] = sum(r["stop_reason_final"] == RETRY for r in rows)
+    if todo:
+        metrics["seconds_per_question"] = round(elapsed / len(todo), 3)
+    else:  # all resumed: keep what the questions cost when they were run (the demo budgets by it)
+        earlier = _earlier_seconds_per_question(out_dir / METRICS)
+        if earlier is not None:
+            metrics["seconds_per_question"] = earlier
+    write_atomic(out_dir / METRICS, json.dumps(metrics, indent=2).encode())
+    return metrics
+
+
+def _kept_rows(out_dir: Path, every: list[QARecord], spec: EvalSpec, data_path: Path) -> dict[int, dict]:
+    """The rows already in ``out_dir``'s predictions that a resumed run keeps, ``{record index: row}``.
+
+    Checks ``run.json`` first (refusing another setup's rows); damaged lines, rows answering no
+    question and ``retriever_error`` rows are dropped (and logged), and the file is rewritten with
+    only the kept rows, in question order, when anything was dropped or its last line is torn."""
+    pred_path = out_dir / PREDICTIONS
     lines, damaged = _read_rows(pred_path)
     check_provenance(out_dir, spec, bool(lines or damaged), data_path)
     matched, dropped, fixed = match_rows(every, lines, pred_path)
@@ -382,16 +308,20 @@ def _evaluate_locked(engine, retriever, data_path: Path, out_dir: Path, spec: Ev
         with open(pred_path, "rb") as f:
             f.seek(-1, os.SEEK_END)
             torn_end = f.read(1) != b"\n"
-    if damaged or dropped or retry or fixed or torn_end:  # rewrite: only the kept rows, in question order
-        write_atomic(pred_path, _encode_rows([matched[i] for i in sorted(matched)]))
-    todo = [i for i in range(len(records)) if i not in matched]
-    t0 = time.perf_counter()
+    if damaged or dropped or retry or fixed or torn_end:
+        write_atomic(pred_path, encode_jsonl([matched[i] for i in sorted(matched)]))
+    return matched
+
+
+def _predict(engine, retriever, records: list[QARecord], todo: list[int], matched: dict[int, dict], spec: EvalSpec,
+             pred_path: Path, desc: str | None) -> None:
+    """Evaluate ``records[i]`` for each ``i`` in ``todo``, ``spec.batch_size`` at a time: each batch's
+    rows are appended to ``pred_path`` (flushed) and added to ``matched``. ``desc``: a progress bar."""
     bar = None
-    if progress:
+    if desc is not None:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=f"{spec.method} {data_path.stem}",
-                   unit="q", dynamic_ncols=True)
+        bar = tqdm(total=len(records), initial=len(records) - len(todo), desc=desc, unit="q", dynamic_ncols=True)
     done = [matched[i] for i in range(len(records)) if i in matched]
     fd = os.open(pred_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -400,7 +330,7 @@ def _evaluate_locked(engine, retriever, data_path: Path, out_dir: Path, spec: Ev
             batch = [records[i] for i in idx]
             trajs = run_method(engine, retriever, batch, spec)
             rows = [prediction_row(r, t, spec.method) for r, t in zip(batch, trajs)]
-            _append(fd, pred_path, _encode_rows(rows))
+            append_bytes(pred_path, encode_jsonl(rows), fd=fd)  # all or nothing: no torn line
             matched.update(zip(idx, rows))
             done += rows
             if bar is not None:
@@ -411,21 +341,6 @@ def _evaluate_locked(engine, retriever, data_path: Path, out_dir: Path, spec: Ev
         os.close(fd)
         if bar is not None:
             bar.close()
-    elapsed = time.perf_counter() - t0
-    rows = [matched[i] for i in range(len(records))]
-    metrics = summarize(rows)
-    metrics["method"] = spec.method
-    metrics["dataset"] = str(data_path)
-    metrics["bad_lines"] = report.n_bad
-    metrics["retriever_errors"] = sum(r["stop_reason_final"] == RETRY for r in rows)
-    if todo:
-        metrics["seconds_per_question"] = round(elapsed / len(todo), 3)
-    else:  # all resumed: keep what the questions cost when they were run (the demo budgets by it)
-        earlier = _earlier_seconds_per_question(out_dir / METRICS)
-        if earlier is not None:
-            metrics["seconds_per_question"] = earlier
-    write_atomic(out_dir / METRICS, json.dumps(metrics, indent=2).encode())
-    return metrics
 
 
 def _earlier_seconds_per_question(path: Path) -> float | None:

@@ -48,7 +48,7 @@ def source_run(src: Path) -> tuple[Path, Path | None]:
 def export_searcher(src: str | Path, out: str | Path, command: str = "", machine: dict | None = None) -> dict:
     """Copy what ``src`` trained into ``out`` (see the module docstring); return made_by.json's content."""
     from r1searcher.models import embedded_name
-    from r1searcher.rl.checkpoint import checkpoint_state, latest_checkpoint
+    from r1searcher.runs import checkpoint_state, latest_checkpoint
 
     run, demo = source_run(Path(src))
     ckpt = latest_checkpoint(run)

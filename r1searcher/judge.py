@@ -7,10 +7,10 @@
 Endpoint, model and key come from the arguments, else ``R1SEARCHER_JUDGE_BASE_URL`` /
 ``R1SEARCHER_JUDGE_MODEL`` / ``R1SEARCHER_JUDGE_API_KEY``, else ``OPENAI_BASE_URL`` /
 ``OPENAI_API_KEY``, else ``https://api.openai.com/v1`` and ``gpt-4o-mini`` (the paper's judge).
-Requests retry with exponential backoff on 429, 5xx, timeouts and connection errors (a
-``Retry-After`` header is honoured); at most ``concurrency`` requests are in flight; every answer is
-cached in SQLite keyed by (model, prompt version, question, gold, prediction), so a rerun pays only
-for what it has not judged yet.
+Requests go through :class:`r1searcher.chat.ChatClient`: they retry with exponential backoff on 429,
+5xx, timeouts and connection errors (a ``Retry-After`` header is honoured); at most ``concurrency``
+requests are in flight. Every answer is cached in SQLite keyed by (model, prompt version, question,
+gold, prediction), so a rerun pays only for what it has not judged yet.
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from r1searcher import paths
-from r1searcher.http_retry import RetryPolicy
+from r1searcher.chat import ChatClient, ChatError
 
-#: The released judge prompt (``evaluation/metric_calc_gpt_as_judge.py``, notes §5). The blank line
+#: The released judge prompt (``evaluation/metric_calc_gpt_as_judge.py``). The blank line
 #: and the four-space indent of the last lines come from the triple-quoted string in that script.
 JUDGE_PROMPT = (
     "Given a Question and its Golden Answer, verify whether the Predicted Answer is correct. "
@@ -47,13 +45,13 @@ JUDGE_PROMPT = (
 #: Part of every cache key: bump it when the prompt or the request changes.
 PROMPT_VERSION = "r1searcher-judge-v1"
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_sleep = time.sleep  # the retry wait; a seam for tests
-DEFAULT_MODEL = "gpt-4o-mini"
 PAPER_MAX_TOKENS = 1024
+#: What the error that ends the retries tells the user to check.
+_HINT = (" Is the server up? "
+         "Set R1SEARCHER_JUDGE_BASE_URL (or pass --judge-base-url) to an OpenAI-compatible /v1 URL.")
 
 
-class JudgeError(RuntimeError):
+class JudgeError(ChatError):
     """The judge endpoint could not be used (unreachable, refused, malformed reply, retries spent)."""
 
 
@@ -92,19 +90,10 @@ def parse_verdict(output: str | None, strict: bool = False) -> bool:
     return output.strip().strip("\"'`*").rstrip(".!").strip().lower() == "true"
 
 
-def _env(*names: str) -> str | None:
-    for n in names:
-        v = os.environ.get(n)
-        if v:
-            return v
-    return None
-
-
 def default_cache_path() -> Path:
     """``$R1SEARCHER_JUDGE_CACHE`` (a file), else ``judge.sqlite`` under the cache root
     (``$R1SEARCHER_CACHE_DIR``, see :mod:`r1searcher.paths`)."""
-    env = os.environ.get("R1SEARCHER_JUDGE_CACHE")
-    return Path(env).expanduser() if env else paths.cache_path("judge.sqlite")
+    return paths.judge_cache_file()
 
 
 class JudgeCache:
@@ -149,7 +138,8 @@ class JudgeCache:
 
 
 class Judge:
-    """A chat-completions judge client with retries, a concurrency limit and an on-disk cache.
+    """A chat-completions judge (:class:`r1searcher.chat.ChatClient`: retries, a concurrency limit)
+    with an on-disk cache.
 
     ``cache_path`` None means :func:`default_cache_path`; ``use_cache=False`` disables caching.
     ``temperature`` None leaves it to the server (the released script did not set it); the default 0
@@ -176,39 +166,38 @@ class Judge:
         cache_path: str | os.PathLike[str] | None = None,
         use_cache: bool = True,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be ≥ 0, got {max_retries}")
-        url = (base_url or _env("R1SEARCHER_JUDGE_BASE_URL", "OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        if url.endswith("/chat/completions"):
-            url = url[: -len("/chat/completions")]
-        self.base_url = url
-        self.model = model or _env("R1SEARCHER_JUDGE_MODEL") or DEFAULT_MODEL
-        self.api_key = api_key or _env("R1SEARCHER_JUDGE_API_KEY", "OPENAI_API_KEY")
+        self.chat = ChatClient(base_url, model, api_key, concurrency=concurrency, timeout_s=timeout_s,
+                               max_retries=max_retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s,
+                               max_retry_after_s=max_retry_after_s, max_tokens=max_tokens,
+                               temperature=temperature, label="judge endpoint", hint=_HINT)
         self.concurrency = concurrency
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.retry = RetryPolicy(max_retries, backoff_s, max_backoff_s, max_retry_after_s)
-        self.max_tokens = max_tokens
-        self.temperature = temperature
         self.strict = strict
         self.cache = JudgeCache(cache_path or default_cache_path()) if use_cache else None
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(timeout_s),
-            headers=headers,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        )
         self._count_lock = threading.Lock()
-        self.n_requests = 0
         self.n_cached = 0
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self.chat.base_url
+
+    @property
+    def model(self) -> str:
+        return self.chat.model
+
+    @property
+    def api_key(self) -> str | None:
+        return self.chat.api_key
+
+    @property
+    def url(self) -> str:
+        return self.chat.url
+
+    @property
+    def n_requests(self) -> int:
+        return self.chat.n_requests
+
     def close(self) -> None:
-        self._http.close()
+        self.chat.close()
         if self.cache is not None:
             self.cache.close()
 
@@ -218,60 +207,12 @@ class Judge:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- one HTTP call with retries --------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/chat/completions"
-
-    def _request_body(self, prompt: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": self.max_tokens,
-        }
-        if self.temperature is not None:
-            body["temperature"] = self.temperature
-        return body
-
-    def _content(self, resp: httpx.Response) -> str:
-        try:
-            content = resp.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise JudgeError(f"judge endpoint {self.url} sent a reply without choices[0].message.content: "
-                             f"{resp.text[:200]!r}") from None
-        if not isinstance(content, str):
-            raise JudgeError(f"judge endpoint {self.url} sent non-text content {content!r}")
-        return content
-
     def complete(self, prompt: str) -> str:
         """Send one user message and return the reply text, retrying transient failures."""
-        body = self._request_body(prompt)
-        last = ""
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            resp = None
-            with self._count_lock:
-                self.n_requests += 1
-            try:
-                resp = self._http.post(self.url, json=body)
-            except httpx.TimeoutException:
-                last = f"timed out after {self.timeout_s:g} s"
-            except httpx.TransportError as e:
-                last = f"cannot connect ({type(e).__name__}: {e})"
-            else:
-                code = resp.status_code
-                if code == 200:
-                    return self._content(resp)
-                snippet = resp.text[:200]
-                if code != 429 and code < 500:
-                    raise JudgeError(f"judge endpoint {self.url} answered HTTP {code}: {snippet!r}")
-                last = f"HTTP {code}: {snippet!r}"
-            if attempt + 1 < attempts:
-                _sleep(self.retry.delay(attempt, resp))
-        raise JudgeError(
-            f"judge endpoint {self.url} failed {attempts} time(s), last: {last}. Is the server up? "
-            "Set R1SEARCHER_JUDGE_BASE_URL (or pass --judge-base-url) to an OpenAI-compatible /v1 URL."
-        )
+        try:
+            return self.chat.complete(prompt)
+        except ChatError as e:
+            raise JudgeError(str(e)) from None
 
     # -- judgments -------------------------------------------------------------------------------
     def _key(self, question: str, gold: str, pred: str) -> str:

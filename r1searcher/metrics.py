@@ -1,4 +1,4 @@
-"""Answer metrics exactly as the paper's released code computes them (notes §1 and §5).
+"""Answer metrics exactly as the paper's released code computes them.
 
 R1-Searcher's ``evaluation/metric_calc_rule.py`` (HotpotQA / TriviaQA style), reproduced here:
 
@@ -12,7 +12,9 @@ R1-Searcher's ``evaluation/metric_calc_rule.py`` (HotpotQA / TriviaQA style), re
   empty normalised gold is covered only by an empty normalised prediction.
 * F1: token-overlap F1; 0 when either side normalises to yes/no/noanswer and the two differ.
 * Every metric is the max over the gold aliases (for F1 the first alias with the highest F1).
-* Aggregates: mean over rows × 100, rounded to one decimal with Python's ``round``.
+* Aggregates: mean over rows × 100, rounded to one decimal with Python's ``round`` (:func:`percent`,
+  the one rounding of every aggregated metric: ``eval``'s metrics.json, ``metrics``, the held-out
+  slice during training).
 
 One extension: gold answers that are JSON booleans (not strings) map to "yes"/"no", as the
 released judge script does; numbers become their ``str``. The released script only scores the first
@@ -141,32 +143,53 @@ def score_prediction(pred: Answer, golds: Answer | Sequence[Answer]) -> dict[str
     }
 
 
-def _pct(total: float, n: int) -> float:
-    """Mean as a percentage with the released rounding: ``round(total / n * 100, 1)``."""
+#: The answer metrics, one name each: ``em`` (exact match), ``cover_em`` (the paper's ACC_R / CEM:
+#: every gold token in the prediction) and ``f1`` (token F1); per row 0/1 (F1 in [0, 1]), aggregated
+#: as percentages. The LLM judge's verdicts aggregate as ``judge`` (the paper's ACC_L). (Training's
+#: per-step log, ``rl/trainer.rollout_sums``, is the exception: means in [0, 1], cover-EM as ``acc``.)
+SCORES = ("em", "cover_em", "f1")
+
+
+def percent(total: float, n: int) -> float:
+    """The one rounding rule for an aggregated metric: the mean over ``n`` rows as a percentage
+    with one decimal, as released (``round(total / n * 100, 1)``)."""
     return round(total / n * 100, 1)
 
 
+def per_question(total: float, n: int) -> float:
+    """A count or share per question (searches, answered), three decimals."""
+    return round(total / n, 3)
+
+
+def score_sums(rows: Iterable[Mapping[str, object]]) -> dict[str, float]:
+    """``{"n", "em", "cover_em", "f1"}``: the row count and each score's sum over rows of
+    :func:`score_prediction` output. Sums add up (across batches, hop groups, ranks) before
+    :func:`aggregate_sums` turns them into percentages."""
+    out = {"n": 0.0, **{key: 0.0 for key in SCORES}}
+    for r in rows:
+        out["n"] += 1
+        for key in SCORES:
+            out[key] += float(r[key])  # type: ignore[arg-type]
+    return out
+
+
+def aggregate_sums(sums: Mapping[str, float]) -> dict[str, float | int | None]:
+    """``{"n", "em", "cover_em", "f1"}`` as percentages (:func:`percent`) from :func:`score_sums`
+    output; with ``n`` 0 every metric is None."""
+    n = int(sums.get("n", 0))
+    return {"n": n, **{key: percent(sums[key], n) if n else None for key in SCORES}}
+
+
 def aggregate(rows: Iterable[Mapping[str, object]]) -> dict[str, float | int | None]:
-    """Percentages over rows of :func:`score_prediction` output.
+    """The aggregator of every evaluation: percentages over rows of :func:`score_prediction` output.
 
     Returns ``{"n", "em", "cover_em", "f1", "judge"}``. A row may carry ``"judge"`` (bool, or None
     when not judged); ``judge`` is the percentage judged correct when every row has a verdict, else
     None. With no rows every metric is None.
     """
     rows = list(rows)
-    n = len(rows)
-    out: dict[str, float | int | None] = {"n": n}
-    for key in ("em", "cover_em", "f1"):
-        if n == 0:
-            out[key] = None
-            continue
-        total = 0.0
-        for r in rows:
-            total += float(r[key])  # type: ignore[arg-type]
-        out[key] = _pct(total, n)
+    out = aggregate_sums(score_sums(rows))
     verdicts = [r.get("judge") for r in rows]
-    if n and all(v is not None for v in verdicts):
-        out["judge"] = _pct(float(sum(bool(v) for v in verdicts)), n)
-    else:
-        out["judge"] = None
+    judged = bool(rows) and all(v is not None for v in verdicts)
+    out["judge"] = percent(float(sum(bool(v) for v in verdicts)), len(rows)) if judged else None
     return out

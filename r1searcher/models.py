@@ -110,7 +110,7 @@ def resolve_model_path(name: str, cache_dir: str = "") -> Path:
         return ensure_embedded(name, cache_dir)
     path = Path(name).expanduser()
     if (path / "checkpoints").is_dir() or (path / "model").is_dir():
-        from r1searcher.rl.checkpoint import resolve_model_dir
+        from r1searcher.runs import resolve_model_dir
 
         path = resolve_model_dir(path)
     if not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
@@ -150,8 +150,9 @@ def pick_device(device: str = "auto") -> str:
 
 
 def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
-    """True when this CPU multiplies bf16 natively (AMX or AVX512-BF16): there bf16 matmuls run ~4.8×
-    fp32 (Sapphire Rapids, measured); on AVX2-only CPUs bf16 is emulated and ~60× slower than fp32."""
+    """True when this CPU multiplies bf16 natively (AMX or AVX512-BF16): there bf16 matmuls run several
+    times faster than fp32; on AVX2-only CPUs bf16 is emulated and far slower than fp32 (see
+    BENCHMARKS.md, "bf16 training-inference mismatch")."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo") as f:

@@ -6,6 +6,10 @@
   (``web.sqlite``), the judge cache (``judge.sqlite``).
 - **Data root**: ``$R1SEARCHER_DATA``, else ``<cache root>/data`` (where ``r1searcher data get``
   writes). Dataset names are looked up there and in ``../shared/data`` beside the current folder.
+- **Judge cache**: ``$R1SEARCHER_JUDGE_CACHE`` (a file), else ``<cache root>/judge.sqlite``.
+
+Every other setting is a field of the config tree (``r1searcher config``); the environment variables
+it falls back to are named in each field's help and read in :mod:`r1searcher.settings.env`.
 
 No module finds files relative to the source tree: an installed wheel has no ``configs/`` or
 ``../shared`` beside it.
@@ -20,6 +24,7 @@ from pathlib import Path
 CACHE_ENV = "R1SEARCHER_CACHE_DIR"
 CACHE_ENV_DEPRECATED = "R1SEARCHER_CACHE"
 DATA_ENV = "R1SEARCHER_DATA"
+JUDGE_CACHE_ENV = "R1SEARCHER_JUDGE_CACHE"
 
 _warned = False
 
@@ -48,7 +53,18 @@ def cache_path(*parts: str) -> Path:
     return cache_root().joinpath(*parts)
 
 
+def data_env_root() -> Path | None:
+    """``$R1SEARCHER_DATA`` when it is set (data set lookup searches it first), else None."""
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else None
+
+
 def data_root() -> Path:
     """Where downloaded data sets live: ``$R1SEARCHER_DATA`` or ``<cache root>/data``."""
-    env = os.environ.get(DATA_ENV)
-    return Path(env).expanduser() if env else cache_root() / "data"
+    return data_env_root() or cache_root() / "data"
+
+
+def judge_cache_file() -> Path:
+    """The judge's reply cache: ``$R1SEARCHER_JUDGE_CACHE`` (a file), else ``<cache root>/judge.sqlite``."""
+    env = os.environ.get(JUDGE_CACHE_ENV)
+    return Path(env).expanduser() if env else cache_path("judge.sqlite")

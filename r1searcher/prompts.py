@@ -1,4 +1,4 @@
-"""The paper's prompts (notes §2): the base-model template and the chat template, optional one-shot.
+"""The paper's prompts: the base-model template and the chat template, optional one-shot.
 
 Both end with ``<think>`` so the policy writes its reasoning first.
 """
@@ -39,7 +39,7 @@ EXAMPLE_COMPLETION = (
 #: A worked 1-hop trajectory (one search, then the answer): with ``rollout.shots=2`` it comes first,
 #: so the policy sees that it may stop searching once the documents hold the answer. With the
 #: 2-hop example alone, Qwen2.5-0.5B searched twice on every 1-hop question and answered the
-#: second hop (held-out 1-hop F1 0.0 against 37.5 on 2-hop; issue #18).
+#: second hop (see BENCHMARKS.md, "Stage 2 learns from its first step").
 ONE_HOP_QUESTION = "Who founded Veltrix Labs?"
 ONE_HOP_COMPLETION = (
     " I need to find who founded Veltrix Labs. "

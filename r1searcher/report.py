@@ -8,8 +8,9 @@ summary is still written.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from r1searcher.files import read_jsonl
 
 #: PNG name -> (title, [(log key, label)]); a key missing from every record is skipped.
 CURVES: dict[str, tuple[str, list[tuple[str, str]]]] = {
@@ -31,7 +32,7 @@ def load_log(run: str | Path) -> list[dict]:
     path = Path(run) / "log.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run} a training run folder?")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_jsonl(path, on_bad="raise").values()
     if not records:
         raise ValueError(f"{path} is empty: the run has not finished a step yet")
     return records
@@ -138,7 +139,7 @@ def summary_markdown(run: Path, records: list[dict], pngs: list[Path], note: str
         lines += [note, ""]
     samples = run / "samples.jsonl"
     if samples.exists():
-        rows = [json.loads(x) for x in samples.read_text().splitlines() if x.strip()]
+        rows = read_jsonl(samples, on_bad="raise").values()
         last = [r for r in rows if r.get("step") == rows[-1].get("step")] if rows else []
         if last:
             lines += [f"## Sample trajectories (step {last[0]['step']})", ""]

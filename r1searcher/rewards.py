@@ -107,12 +107,8 @@ def answer_found(completion: Trajectory | str, answers: list[str]) -> bool:
 
 def compute_reward(traj: Trajectory, answers: list[str], cfg: RewardConfig) -> tuple[float, dict]:
     """The reward of ``traj`` for its stage (``cfg.stage``), with a breakdown for logs."""
-    if cfg.stage == 1:
-        reward, info = stage1_reward(traj, answers, cfg)
-    elif cfg.stage == 2:
-        reward, info = stage2_reward(traj, answers, cfg)
-    else:
-        raise ValueError(f"reward.stage must be 1 or 2, got {cfg.stage}")
+    # reward.stage is 1 or 2: RewardConfig checks it when made (r1searcher.settings)
+    reward, info = (stage1_reward if cfg.stage == 1 else stage2_reward)(traj, answers, cfg)
     if isinstance(traj, Trajectory):
         info["stop_reason"] = traj.stop_reason
     return reward, info

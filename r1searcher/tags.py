@@ -40,9 +40,39 @@ def extract_query(text: str) -> str | None:
     return clean_query(text.split(QUERY_OPEN)[-1].split(QUERY_CLOSE)[0])
 
 
-def extract_answer(text: str) -> str:
-    """The released code's rule: ``text.split('<answer>')[-1].split('</answer>')[0].strip()``."""
-    return text.split(ANSWER_OPEN)[-1].split(ANSWER_CLOSE)[0].strip()
+_LEAD_IN_RE = re.compile(r"^(?:final answer|the answer is|answer)\s*[:\-]?\s*", re.IGNORECASE)
+_SPECIAL_RE = re.compile(r"<\|[^|<>\s]{1,40}\|>|</s>|<eos>|<end_of_turn>")  # end-of-turn/EOS token texts
+_DOC_NUMBER_RE = re.compile(r"^\(\d{1,2}\)\s*")  # a "(2) " copied from the numbered documents
+
+
+def extract_answer(text: str, *, first_line: bool = False) -> str:
+    """The one answer extractor: the prediction in a model's ``text``.
+
+    Default, the released code's rule (the searching methods; the rollout applies it when a
+    completion has both answer tags): ``text.split('<answer>')[-1].split('</answer>')[0].strip()``.
+
+    ``first_line=True``, the direct baselines' rule for a plain reply: special-token text
+    (``<|im_end|>``) is dropped; when an ``<answer>`` is closed after it, the released rule;
+    otherwise the first non-empty line, without an ``Answer:`` / ``The answer is`` lead-in, a copied
+    document number ``(2)``, surrounding quotes or ``**``, or a final period (not that of "U.S.").
+    Empty text → ``""``.
+    """
+    if not first_line:
+        return text.split(ANSWER_OPEN)[-1].split(ANSWER_CLOSE)[0].strip()
+    text = _SPECIAL_RE.sub("", text)
+    if ANSWER_OPEN in text and ANSWER_CLOSE in text.split(ANSWER_OPEN, 1)[1]:
+        return extract_answer(text)
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        line = _DOC_NUMBER_RE.sub("", _LEAD_IN_RE.sub("", line).strip().strip("*").strip())
+        if re.search(r"[^A-Z.]\.$", line):  # a sentence's period, not "U.S."
+            line = line[:-1]
+        line = line.strip().strip('*"“”\'').strip()
+        if line:  # "The answer is:" alone on its line: the answer is on the next one
+            return line
+    return ""
 
 
 def strip_documents(text: str) -> str:
@@ -61,7 +91,7 @@ def has_cjk(text: str) -> bool:
 
 @dataclass
 class FormatCounts:
-    """The released reward servers' format-count block (notes §1), on a completion string."""
+    """The released reward servers' format-count block, on a completion string."""
 
     docs_open_nl: int  # c1 "<|begin_of_documents|>\n"
     docs_close_nlnl: int  # c2 "<|end_of_documents|>\n\n"
@@ -162,8 +192,15 @@ def parse(completion: str, max_answer_words: int | None = 10) -> Parsed:
     ``max_answer_words`` words (``None`` or 0: no limit, as ``RewardConfig.max_answer_words``),
     CJK characters outside document blocks.
     """
-    out = Parsed(counts=FormatCounts.of(completion))
-    c = out.counts
+    counts = FormatCounts.of(completion)
+    out = Parsed(counts=counts)
+    _split_segments(completion, out)
+    _check_format(completion, counts, out, max_answer_words)
+    return out
+
+
+def _split_segments(completion: str, out: Parsed) -> None:
+    """Fill ``out``'s segments, queries and documents from the tags of ``completion``, in order."""
     parts = _TOKEN_RE.split(completion)
     state = "think"  # the prompt opened <think>
     buf: list[str] = []
@@ -218,6 +255,9 @@ def parse(completion: str, max_answer_words: int | None = 10) -> Parsed:
             buf.append(part)
     flush(state)
 
+
+def _check_format(completion: str, c: FormatCounts, out: Parsed, max_answer_words: int | None) -> None:
+    """Set ``out.answer`` and append the format problems :func:`parse` describes (``c``: the tag counts)."""
     if c.answer_open >= 1 and c.answer_close >= 1:
         # Text between the last <answer> and the first </answer> after it.
         out.answer = completion.split(ANSWER_OPEN)[-1].split(ANSWER_CLOSE)[0].strip()
@@ -234,4 +274,3 @@ def parse(completion: str, max_answer_words: int | None = 10) -> Parsed:
             out.problems.append(f"answer longer than {max_answer_words} words")
     if has_cjk(strip_documents(completion)):
         out.problems.append("CJK characters outside documents")
-    return out

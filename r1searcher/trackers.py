@@ -21,6 +21,8 @@ import os
 import warnings
 from pathlib import Path
 
+from r1searcher.files import write_atomic
+
 TRACKERS = ("tensorboard", "wandb", "trackio")
 #: the pip package each tracker needs
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
@@ -119,7 +121,7 @@ class Wandb:
         self.wandb = _require("wandb")
         id_file = run / "wandb_id"  # a resumed run continues the same wandb run
         run_id = id_file.read_text().strip() if id_file.exists() else self.wandb.util.generate_id()
-        id_file.write_text(run_id)
+        write_atomic(id_file, run_id)
         self.run = self.wandb.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=run.name, id=run_id,
                                    dir=str(run), config=config, resume="allow")
 

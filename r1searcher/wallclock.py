@@ -14,10 +14,11 @@ reported only the resume's wall time as the demo's, and gave the resume its whol
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
+
+from r1searcher.files import write_atomic
 
 
 class WallClock:
@@ -44,9 +45,7 @@ class WallClock:
         """Write the total so far (atomically: a kill mid-write leaves the previous file)."""
         with self._lock:
             data = {"seconds_total": round(self.total(), 2), "invocations": self.invocations}
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(data) + "\n")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(data) + "\n")
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):

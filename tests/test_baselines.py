@@ -1,5 +1,5 @@
 """The direct baselines (naive / rag / oracle) get a prompt that fits the model and an answer rule
-that reads a plain reply: a baseline that scores 0 because of its format is a bug (issue #18)."""
+that reads a plain reply: a baseline that scores 0 because of its format is a bug."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from r1searcher.baselines import direct_answer, direct_prompt
+from r1searcher.baselines import METHODS, direct_prompt
 from r1searcher.config import RetrievalConfig, RolloutConfig
 from r1searcher.retrieval.base import Passage
 from r1searcher.rollout.engine import RolloutEngine
 from r1searcher.rollout.steer import ScriptedSteer
+from r1searcher.tags import extract_answer
 
 
 @pytest.mark.parametrize("reply, expected", [
@@ -26,7 +27,7 @@ from r1searcher.rollout.steer import ScriptedSteer
     ("<|im_end|>", ""),
 ])
 def test_direct_answer_reads_the_first_line(reply, expected):
-    assert direct_answer(reply) == expected
+    assert extract_answer(reply, first_line=True) == expected
 
 
 def test_direct_prompt_uses_the_chat_template_of_an_instruct_model(smollm_tokenizer):
@@ -52,7 +53,7 @@ def test_direct_rollout_stops_at_the_first_line_and_at_its_own_cap(smollm_tokeni
     ids = smollm_tokenizer.encode(" Kelvara\nand then more text that runs on and on", add_special_tokens=False)
     eng = _engine(smollm_tokenizer, ScriptedSteer([ids]))
     [tr] = eng.rollout(["q"], n=1, greedy=True, prompts=["Question: q\nAnswer:"], max_searches=0, stop_at_newline=True)
-    assert tr.stop_reason == "eos" and tr.text.strip() == "Kelvara" and direct_answer(tr.text) == "Kelvara"
+    assert tr.stop_reason == "eos" and tr.text.strip() == "Kelvara" and METHODS["naive"].answer(tr) == "Kelvara"
     [tr] = eng.rollout(["q"], n=1, greedy=True, prompts=["Question: q\nAnswer:"], max_searches=0, max_new_tokens=3)
     assert tr.stop_reason == "length" and len(tr.response_ids) == 3
     [tr] = eng.rollout(["q"], n=1, greedy=True, prompts=["Question: q\nAnswer:"], max_searches=0)  # limits are per call

@@ -52,6 +52,14 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     assert (out / "training_curves.png").stat().st_size > 1000
     # The stage-2 run started from stage 1's checkpoint.
     assert "stage1" in (out / "stage2" / "config.yaml").read_text()
+    # the demo's whole config is saved with it: its demo section holds the flags, each stage's the rest
+    from r1searcher.config import load_config
+
+    saved = load_config(out / "config.yaml")
+    assert (saved.demo.entities, saved.demo.model, saved.demo.minutes) == (16, str(model_dir), 5.0)
+    assert "train.max_steps=1" in saved.demo.overrides and saved.rollout.n_samples == 2
+    stage2 = load_config(out / "stage2" / "config.yaml")
+    assert stage2.reward.stage == 2 and stage2.demo == saved.demo and stage2.train.init_from.endswith("stage1")
 
     # Run again in the same folder (as after an interruption): the budget is for the demo's total wall
     # time, which the first run has already spent, so the resumed stages take no step although

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from r1searcher import cli
-from r1searcher import judge as judge_mod
+from r1searcher import chat as chat_mod
 from r1searcher.judge import (
     JUDGE_PROMPT,
     Judge,
@@ -111,7 +111,7 @@ def server() -> Iterator[ChatServer]:
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the client's retry waits instead of sleeping them."""
     waits: list[float] = []
-    monkeypatch.setattr(judge_mod, "_sleep", waits.append)
+    monkeypatch.setattr(chat_mod, "_sleep", waits.append)
     return waits
 
 

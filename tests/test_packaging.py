@@ -47,7 +47,7 @@ def test_every_cache_lies_under_r1searcher_cache_dir(tmp_path, monkeypatch, clea
     from r1searcher import judge, models
     from r1searcher.config import load_config
     from r1searcher.retrieval.webcache import WebCache
-    from r1searcher.rl.trainer import build_retriever
+    from r1searcher.retrieval.index import open_retriever
 
     root = tmp_path / "cache"
     monkeypatch.setenv("R1SEARCHER_CACHE_DIR", str(root))
@@ -62,7 +62,7 @@ def test_every_cache_lies_under_r1searcher_cache_dir(tmp_path, monkeypatch, clea
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"p{i}", "title": t, "text": f"{t} is a city."}) + "\n"
                               for i, t in enumerate(["Paris", "Berlin", "Rome"])))
-    index = build_retriever(load_config(None, [f"retrieval.index={corpus}"]))
+    index = open_retriever(load_config(None, [f"retrieval.index={corpus}"]))
     assert index.search(["Berlin"], 1)[0][0].title == "Berlin"
     assert [p.name for p in (root / "indexes").iterdir() if p.name.startswith("bm25-")]
     # web and judge

@@ -275,7 +275,8 @@ def test_a_full_disk_names_the_file(tiny, tmp_path, capsys, which):
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err == f"r1searcher eval: error: {disk / 'ev' / 'qa' / which}: No space left on device"
         assert (disk / "ev" / "qa" / "metrics.json").read_text() == before  # the old metrics stay whole
-        assert sorted(p.name for p in (disk / "ev" / "qa").iterdir()) == [".lock", "metrics.json", "predictions.jsonl", "run.json"]
+        assert sorted(p.name for p in (disk / "ev" / "qa").iterdir()) == [".lock", "config.yaml", "metrics.json",
+                                                                         "predictions.jsonl", "run.json"]
         rows, damaged = [], []
         from r1searcher.evaluate import read_done
 

@@ -295,10 +295,10 @@ def test_a_huge_passage_keeps_the_build_within_its_memory_budget(passages, tmp_p
     code = (
         "import sys\n"
         "from r1searcher.cli import main\n"
-        "from r1searcher.retrieval.bm25_tantivy_build import _peak_rss\n"
+        "from r1searcher.retrieval.bm25_tantivy_build import peak_rss\n"
         f"rc = main(['index', 'build', '--corpus', {str(corpus)!r}, '--out', {str(out)!r}, '--engine', 'tantivy', "
         "'--max-memory', '256M'])\n"
-        "print('PEAK', _peak_rss())\n"
+        "print('PEAK', peak_rss())\n"
         "sys.exit(rc)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -220,10 +220,10 @@ def test_memory_flag_is_honoured_on_a_corpus_larger_than_it(tmp_path):
     code = (
         "import sys\n"
         "from r1searcher.cli import main\n"
-        "from r1searcher.retrieval.bm25_tantivy_build import _peak_rss\n"
+        "from r1searcher.retrieval.bm25_tantivy_build import peak_rss\n"
         f"rc = main(['index', 'build', '--corpus', {str(corpus)!r}, '--out', {str(out)!r}, '--engine', 'tantivy', "
         f"'--max-memory', '160M'])\n"
-        "print('PEAK', _peak_rss())\n"
+        "print('PEAK', peak_rss())\n"
         "sys.exit(rc)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -101,8 +101,8 @@ def test_training_stops_when_the_goal_holds_and_evaluates_the_heldout_slice(tmp_
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from test_trainer_loop import write_tiny_run
 
-    from r1searcher.rl.checkpoint import latest_checkpoint
     from r1searcher.rl.trainer import train
+    from r1searcher.runs import latest_checkpoint
 
     d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=6, eval_every=2, eval_limit=3,
                        stop_when="searches_per_trajectory>=0", stop_window=3)
@@ -178,8 +178,8 @@ def test_a_resume_that_has_no_time_for_a_step_takes_none(tmp_path, smollm_tokeni
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from test_trainer_loop import write_tiny_run
 
-    from r1searcher.rl.checkpoint import latest_checkpoint
     from r1searcher.rl.trainer import train
+    from r1searcher.runs import latest_checkpoint
 
     d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=3, save_every=1)
     run = tmp_path / "run"

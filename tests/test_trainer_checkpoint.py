@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from r1searcher.rl.checkpoint import (
-    checkpoint_dirs,
-    latest_checkpoint,
-    load_checkpoint,
-    resolve_model_dir,
-    save_checkpoint,
-)
+from r1searcher.rl.checkpoint import load_checkpoint, save_checkpoint
+from r1searcher.runs import checkpoint_dirs, latest_checkpoint, resolve_model_dir
 from tests.conftest import make_tiny_causal_lm
 
 

@@ -33,10 +33,12 @@ WORKER = textwrap.dedent(
     from transformers import AutoModelForCausalLM
     from r1searcher.config import TrainConfig
     from r1searcher.rl import distributed as D
+    from r1searcher.rl.parallel import Parallel
     from r1searcher.rl.trainer import policy_update
 
     work = sys.argv[1]
-    dist = D.init("cpu")
+    par = Parallel.start("cpu")
+    assert par.kind == ("ddp" if par.world_size == 2 else "none")
     data = torch.load(f"{work}/batch.pt", weights_only=False)
     out = {}
     for name, over, use_ref, split in data["cases"]:
@@ -44,9 +46,9 @@ WORKER = textwrap.dedent(
         model = AutoModelForCausalLM.from_pretrained(f"{work}/model")
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
         t = TrainConfig(micro_batch_size=3, grad_clip=0.5, **over)
-        if dist.enabled:  # groups 0..split[0]-1 on rank 0, the rest on rank 1
-            lo = 0 if dist.rank == 0 else split[0]
-            hi = split[0] if dist.rank == 0 else 4
+        if par.world_size > 1:  # groups 0..split[0]-1 on rank 0, the rest on rank 1
+            lo = 0 if par.rank == 0 else split[0]
+            hi = split[0] if par.rank == 0 else 4
         else:
             lo, hi = 0, 4
         rows = [i for i, tr in enumerate(data["trajs"]) if lo <= tr.group < hi]
@@ -56,13 +58,13 @@ WORKER = textwrap.dedent(
             T = max([len(x.response_ids) for x in trajs] + [1])
             ref = data["ref"][rows, :T]
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        stats = policy_update(model, opt, trajs, data["rewards"][rows], t, pad_id=0, temperature=0.7, ref_logp=ref)
-        stats = D.gather_sums(stats | {"grad_norm": 0.0}) | {"grad_norm": stats["grad_norm"]}
+        stats = policy_update(model, opt, trajs, data["rewards"][rows], t, pad_id=0, temperature=0.7, ref_logp=ref, par=par)
+        stats = par.reduce(stats | {"grad_norm": 0.0}) | {"grad_norm": stats["grad_norm"]}
         delta = {k: v - before[k] for k, v in model.state_dict().items()}
         out[name] = {"delta": delta, "loss": stats["loss"], "grad_norm": stats["grad_norm"],
                      "tokens": stats["tokens_sum"]}
-    if dist.is_main:
-        torch.save(out, f"{work}/result_{dist.world_size}.pt")
+    if par.is_main:
+        torch.save(out, f"{work}/result_{par.world_size}.pt")
     D.shutdown()
     """
 )

@@ -28,11 +28,13 @@ WORKER = textwrap.dedent(
     from transformers import AutoModelForCausalLM
     from r1searcher.config import TrainConfig
     from r1searcher.models import apply_lora
-    from r1searcher.rl import distributed as D, fsdp as F
+    from r1searcher.rl import distributed as D
+    from r1searcher.rl.parallel import Parallel
     from r1searcher.rl.trainer import policy_update
 
     work = sys.argv[1]
-    dist = D.init("cpu")
+    par = Parallel.start("cpu", fsdp=True)
+    assert par.sharded == (par.world_size == 2) and par.kind == ("fsdp" if par.sharded else "none")
     data = torch.load(f"{work}/batch.pt", weights_only=False)
     out = {}
     for name, over, use_ref, split in data["cases"]:
@@ -45,13 +47,12 @@ WORKER = textwrap.dedent(
                     if "lora_B" in n:
                         torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
             before = {k: v.clone() for k, v in model.state_dict().items()}
-            if dist.enabled:
-                F.shard(model)
+            model = par.wrap(model)
             opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
             t = TrainConfig(micro_batch_size=3, grad_clip=0.5, **over)
-            if dist.enabled:
-                lo = 0 if dist.rank == 0 else split[0]
-                hi = split[0] if dist.rank == 0 else 4
+            if par.sharded:
+                lo = 0 if par.rank == 0 else split[0]
+                hi = split[0] if par.rank == 0 else 4
             else:
                 lo, hi = 0, 4
             rows = [i for i, tr in enumerate(data["trajs"]) if lo <= tr.group < hi]
@@ -60,14 +61,15 @@ WORKER = textwrap.dedent(
             if use_ref:
                 T = max([len(x.response_ids) for x in trajs] + [1])
                 ref = data["ref"][rows, :T]
-            stats = policy_update(model, opt, trajs, data["rewards"][rows], t, pad_id=0, temperature=0.7, ref_logp=ref)
-            stats = D.gather_sums(stats | {"grad_norm": 0.0}) | {"grad_norm": stats["grad_norm"]}
+            stats = policy_update(model, opt, trajs, data["rewards"][rows], t, pad_id=0, temperature=0.7, ref_logp=ref,
+                                  par=par)
+            stats = par.reduce(stats | {"grad_norm": 0.0}) | {"grad_norm": stats["grad_norm"]}
             after = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            if dist.is_main:
+            if par.is_main:
                 out[f"{name}/lora={lora}"] = {"delta": {k: after[k] - before[k] for k in before}, "loss": stats["loss"],
                                               "grad_norm": stats["grad_norm"], "tokens": stats["tokens_sum"]}
-    if dist.is_main:
-        torch.save(out, f"{work}/result_{dist.world_size}.pt")
+    if par.is_main:
+        torch.save(out, f"{work}/result_{par.world_size}.pt")
     D.shutdown()
     """
 )

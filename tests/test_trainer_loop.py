@@ -58,10 +58,14 @@ RUNNER = STEER + textwrap.dedent(
     """
     import sys
     from r1searcher.config import load_config
+    from r1searcher.rl import distributed as D
     from r1searcher.rl.trainer import train
 
     cfg = load_config(sys.argv[1], sys.argv[4:])
-    train(cfg, sys.argv[2], resume=sys.argv[3] == "1", steer=make_steer(cfg.model.name))
+    try:  # as `r1searcher train` does: a process group left up at exit can abort in gloo's threads
+        train(cfg, sys.argv[2], resume=sys.argv[3] == "1", steer=make_steer(cfg.model.name))
+    finally:
+        D.shutdown()
     """
 )
 

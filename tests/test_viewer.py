@@ -21,7 +21,8 @@ from r1searcher.config import RewardConfig
 from r1searcher.rollout.stops import document_block
 from r1searcher.rollout.trajectory import Trajectory
 from r1searcher.viewer.page import write_viewer
-from r1searcher.viewer.records import doc_spans, find_sources, load_rows, sample_record, untrained_spans
+from r1searcher.rl.samples import sample_record, untrained_spans
+from r1searcher.viewer.records import doc_spans, find_sources, load_rows
 
 
 class CharTokenizer:

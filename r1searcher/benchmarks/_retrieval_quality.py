@@ -16,10 +16,10 @@ textbook setting (k=60, equal weights) is reported beside it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from r1searcher.files import read_jsonl
 from r1searcher.retrieval.base import Passage
 
 EVAL_SETS = ("hotpotqa", "2wiki", "musique", "bamboogle")
@@ -33,21 +33,18 @@ def load_questions(path: Path) -> tuple[list[str], list[list[str]], int]:
     """(questions, normalised gold aliases, total rows) with yes/no and answerless rows skipped."""
     from r1searcher.metrics import normalize_answer
 
-    qs, golds, total = [], [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            total += 1
-            r = json.loads(line)
-            answer = r.get("answer")
-            if answer is None or normalize_answer(str(answer)) in ("yes", "no"):
-                continue
-            aliases = {normalize_answer(str(a)) for a in (r.get("answers") or [answer])} | {normalize_answer(str(answer))}
-            aliases = {a for a in aliases if a and a not in ("yes", "no")}
-            if aliases:
-                qs.append(r["question"])
-                golds.append(sorted(aliases))
+    qs, golds = [], []
+    rows = read_jsonl(path, on_bad="raise").values()
+    total = len(rows)
+    for r in rows:
+        answer = r.get("answer")
+        if answer is None or normalize_answer(str(answer)) in ("yes", "no"):
+            continue
+        aliases = {normalize_answer(str(a)) for a in (r.get("answers") or [answer])} | {normalize_answer(str(answer))}
+        aliases = {a for a in aliases if a and a not in ("yes", "no")}
+        if aliases:
+            qs.append(r["question"])
+            golds.append(sorted(aliases))
     return qs, golds, total
 
 
@@ -122,12 +119,51 @@ def _tantivy_runs(passages: list[Passage], evals: dict, runs: dict, log) -> dict
     return info
 
 
+def _dense_and_hybrid(passages: list[Passage], evals: dict, devs: dict, runs: dict, dev_runs: dict, table,
+                      cache_root: Path, norm_cache: dict[int, str], log) -> dict:
+    """Add the dense and hybrid runs to ``runs`` (hybrid parameters chosen on ``devs``); return what
+    to report about them (the dense index, the dev sweep, the chosen parameters)."""
+    from r1searcher.retrieval.hybrid import rrf_fuse
+    from r1searcher.retrieval.index import cached_index
+
+    out: dict = {}
+    t = time.perf_counter()
+    dense, folder, hit = cached_index(passages, "dense", cache_root, show_progress=True)
+    log(f"quality: dense index {'loaded from' if hit else 'built into'} {folder} in {time.perf_counter() - t:.1f} s")
+    out["dense_index"] = {"cache": str(folder), "from_cache": hit, "model": dense.model, "params": dense.params}
+    runs["dense"] = {n: _rows(dense, v[0]) for n, v in evals.items()}
+    dev_runs["dense"] = {n: _rows(dense, v[0]) for n, v in devs.items()}
+
+    def fuse(side: dict, rk: float, w: tuple[float, float], depth: int) -> dict[str, list[list[tuple[int, float]]]]:
+        return {
+            n: [rrf_fuse((a[:depth], b[:depth]), w, rk, max(KS)) for a, b in zip(side["bm25"][n], side["dense"][n])]
+            for n in side["bm25"]
+        }
+
+    def pooled(side: dict, sets: dict) -> tuple[dict[str, float], float]:
+        per = {n: recall_at([[r for r, _ in x] for x in side[n]], table, sets[n][1], (5,), norm_cache)[5] for n in side}
+        total = sum(len(sets[n][1]) for n in side)
+        return per, round(sum(per[n] * len(sets[n][1]) for n in side) / total, 4)
+
+    sweep = []
+    for name in ("bm25", "dense"):
+        per, pool = pooled(dev_runs[name], devs)
+        sweep.append({"only": name, "dev_recall@5": per, "dev_pooled@5": pool})
+    for rk, w, depth in RRF_GRID:
+        per, pool = pooled(fuse(dev_runs, rk, w, depth), devs)
+        sweep.append({"rrf_k": rk, "weights": list(w), "depth": depth, "dev_recall@5": per, "dev_pooled@5": pool})
+    best = max((s for s in sweep if "rrf_k" in s), key=lambda s: s["dev_pooled@5"])
+    out["hybrid_sweep_dev"] = sweep
+    out["hybrid_params"] = {k: best[k] for k in ("rrf_k", "weights", "depth")} | {"chosen_on": "dev_extra pooled recall@5"}
+    runs["hybrid_rrf60_equal"] = fuse(runs, 60.0, (1.0, 1.0), 100)
+    runs["hybrid"] = fuse(runs, best["rrf_k"], tuple(best["weights"]), best["depth"])
+    return out
+
+
 def run_quality(data_dir: Path, cache_root: Path, with_dense: bool = True, log=print) -> dict:
     """All quality numbers as one dict (see module docstring)."""
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
-    from r1searcher.retrieval.hybrid import rrf_fuse
-    from r1searcher.retrieval.index import cached_index
     from r1searcher.retrieval.store import MemoryTable
 
     corpus = data_dir / "corpus" / "passages.jsonl"
@@ -152,36 +188,7 @@ def run_quality(data_dir: Path, cache_root: Path, with_dense: bool = True, log=p
     out["bm25_tantivy"] = _tantivy_runs(passages, evals, runs, log)
 
     if with_dense:
-        t = time.perf_counter()
-        dense, folder, hit = cached_index(passages, "dense", cache_root, show_progress=True)
-        log(f"quality: dense index {'loaded from' if hit else 'built into'} {folder} in {time.perf_counter() - t:.1f} s")
-        out["dense_index"] = {"cache": str(folder), "from_cache": hit, "model": dense.model, "params": dense.params}
-        runs["dense"] = {n: _rows(dense, v[0]) for n, v in evals.items()}
-        dev_runs["dense"] = {n: _rows(dense, v[0]) for n, v in devs.items()}
-
-        def fuse(side: dict, rk: float, w: tuple[float, float], depth: int) -> dict[str, list[list[tuple[int, float]]]]:
-            return {
-                n: [rrf_fuse((a[:depth], b[:depth]), w, rk, max(KS)) for a, b in zip(side["bm25"][n], side["dense"][n])]
-                for n in side["bm25"]
-            }
-
-        def pooled(side: dict, sets: dict) -> tuple[dict[str, float], float]:
-            per = {n: recall_at([[r for r, _ in x] for x in side[n]], table, sets[n][1], (5,), norm_cache)[5] for n in side}
-            total = sum(len(sets[n][1]) for n in side)
-            return per, round(sum(per[n] * len(sets[n][1]) for n in side) / total, 4)
-
-        sweep = []
-        for name in ("bm25", "dense"):
-            per, pool = pooled(dev_runs[name], devs)
-            sweep.append({"only": name, "dev_recall@5": per, "dev_pooled@5": pool})
-        for rk, w, depth in RRF_GRID:
-            per, pool = pooled(fuse(dev_runs, rk, w, depth), devs)
-            sweep.append({"rrf_k": rk, "weights": list(w), "depth": depth, "dev_recall@5": per, "dev_pooled@5": pool})
-        best = max((s for s in sweep if "rrf_k" in s), key=lambda s: s["dev_pooled@5"])
-        out["hybrid_sweep_dev"] = sweep
-        out["hybrid_params"] = {k: best[k] for k in ("rrf_k", "weights", "depth")} | {"chosen_on": "dev_extra pooled recall@5"}
-        runs["hybrid_rrf60_equal"] = fuse(runs, 60.0, (1.0, 1.0), 100)
-        runs["hybrid"] = fuse(runs, best["rrf_k"], tuple(best["weights"]), best["depth"])
+        out |= _dense_and_hybrid(passages, evals, devs, runs, dev_runs, table, cache_root, norm_cache, log)
 
     recall: dict[str, dict[str, dict[int, float]]] = {}
     for name, per_set in runs.items():

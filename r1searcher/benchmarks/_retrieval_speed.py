@@ -207,13 +207,13 @@ def _keepalive_clients(port: int, qs: list[str], k: int, clients: int) -> tuple[
     same work :class:`HttpRetriever` does with the reply); (wall seconds, latencies, ids per query).
 
     A lean load generator: on a machine where clients and server share the cores, what the server
-    costs should not be hidden behind what the client library costs (httpx: ~1.7 ms of CPU per
-    request here, as much as a BM25 search)."""
+    costs should not be hidden behind what the client library costs (httpx's CPU per request is about
+    a BM25 search's: see BENCHMARKS.md, "Server overhead, one query per request")."""
     import asyncio
     import json
 
     from r1searcher.retrieval.base import Passage
-    from r1searcher.retrieval.client import _split_contents
+    from r1searcher.retrieval.client import split_contents
 
     lat: list[float] = []
     ids: list[list[str]] = [[] for _ in qs]
@@ -236,7 +236,7 @@ def _keepalive_clients(port: int, qs: list[str], k: int, clients: int) -> tuple[
                 for items in json.loads(data)["result"]:
                     ps = []
                     for it in items:
-                        title, text = _split_contents(it["document"]["contents"])
+                        title, text = split_contents(it["document"]["contents"])
                         ps.append(Passage(id=it["document"]["id"], title=title, text=text, score=it["score"]))
                     res.append(ps)
                 lat.append(time.perf_counter() - s)
@@ -250,6 +250,96 @@ def _keepalive_clients(port: int, qs: list[str], k: int, clients: int) -> tuple[
         return time.perf_counter() - t0
 
     return asyncio.run(main()), lat, ids
+
+
+def _inproc_baselines(index, qs: list[str], k: int, clients: int, folder: str, index_dir: str | None, out: dict):
+    """The in-process rates that need no server, into ``out``; return the index the server will
+    serve (an index built in memory is saved into ``folder`` and loaded back)."""
+    from r1searcher.retrieval.index import load_index
+
+    if index_dir is None:
+        index.save(folder)
+        built, index = index, load_index(folder)  # the baseline searches what the server serves
+        built.search(qs[:20], k)
+        t0 = time.perf_counter()
+        for q in qs:
+            built.search([q], k)
+        out["inproc_single_qps_built"] = round(len(qs) / (time.perf_counter() - t0))
+    index.search(qs[:20], k)
+    wall, lat = _threaded(lambda q: index.search([q], k), qs, clients)
+    out["inproc_threads_qps"] = round(len(qs) / wall)
+    out["inproc_threads_p50_ms"], out["inproc_threads_p99_ms"] = _pct(lat, 50), _pct(lat, 99)
+    c0, t0 = _self_cpu_s(), time.perf_counter()
+    for s in range(0, len(qs), 32):
+        index.search(qs[s : s + 32], k)
+    out["inproc_batch32_qps"] = round(len(qs) / (time.perf_counter() - t0))
+    out["inproc_batch32_cpu_ms_per_q"] = round((_self_cpu_s() - c0) / len(qs) * 1000, 3)
+    return index
+
+
+def _one_round(index, qs: list[str], k: int, clients: int, port: int, pid: int, client, counters) -> dict:
+    """One round: in-process single queries, then the lean keep-alive clients, then httpx threads
+    (``counters()``: the server's (queries, batches) so far); with the overhead ratios."""
+    r: dict = {"loadavg": round(os.getloadavg()[0], 2)}
+    seq, top = [], []
+    c0, t0 = _self_cpu_s(), time.perf_counter()
+    for q in qs:
+        s = time.perf_counter()
+        top.append([p.id for p in index.search([q], k)[0]])
+        seq.append(time.perf_counter() - s)
+    r["inproc_single_qps"] = round(len(qs) / (time.perf_counter() - t0))
+    r["inproc_single_cpu_ms_per_q"] = round((_self_cpu_s() - c0) / len(qs) * 1000, 3)
+    r["inproc_single_p50_ms"], r["inproc_single_p99_ms"] = _pct(seq, 50), _pct(seq, 99)
+
+    h0 = counters()
+    s0, l0, c0 = _proc_cpu_s(pid), _loop_cpu_s(pid), _self_cpu_s()
+    wall, lat, ids = _keepalive_clients(port, qs, k, clients)
+    s1, l1, c1 = _proc_cpu_s(pid), _loop_cpu_s(pid), _self_cpu_s()
+    h1 = counters()
+    r["server_qps"] = round(len(qs) / wall)
+    r["server_p50_ms"], r["server_p99_ms"] = _pct(lat, 50), _pct(lat, 99)
+    r["server_cpu_ms_per_q"] = round((s1 - s0) / len(qs) * 1000, 3)
+    # split: the event loop (per request: HTTP, JSON, batching) and the rest (the searches)
+    r["server_loop_cpu_ms_per_request"] = round((l1 - l0) / len(qs) * 1000, 3)
+    r["server_search_cpu_ms_per_q"] = round((s1 - s0 - (l1 - l0)) / len(qs) * 1000, 3)
+    r["client_cpu_ms_per_q"] = round((c1 - c0) / len(qs) * 1000, 3)
+    r["server_mean_batch"] = round((h1[0] - h0[0]) / max(1, h1[1] - h0[1]), 1)
+    r["server_top1_agrees"] = round(sum(a[:1] == b[:1] for a, b in zip(ids, top)) / len(qs), 4)
+
+    s0, c0 = _proc_cpu_s(pid), _self_cpu_s()
+    wall, lat = _threaded(lambda q: client.search([q], k), qs, clients)
+    s1, c1 = _proc_cpu_s(pid), _self_cpu_s()
+    h2 = counters()
+    r["httpx_qps"] = round(len(qs) / wall)
+    r["httpx_p50_ms"], r["httpx_p99_ms"] = _pct(lat, 50), _pct(lat, 99)
+    r["httpx_server_cpu_ms_per_q"] = round((s1 - s0) / len(qs) * 1000, 3)
+    r["httpx_client_cpu_ms_per_q"] = round((c1 - c0) / len(qs) * 1000, 3)
+    r["httpx_mean_batch"] = round((h2[0] - h1[0]) / max(1, h2[1] - h1[1]), 1)
+
+    inproc_q, inproc_cpu = r["inproc_single_qps"], r["inproc_single_cpu_ms_per_q"]
+    r["overhead_qps_vs_inproc_single"] = round(1 - r["server_qps"] / inproc_q, 3)
+    r["overhead_httpx_qps_vs_inproc_single"] = round(1 - r["httpx_qps"] / inproc_q, 3)
+    r["overhead_server_cpu_vs_inproc_single"] = round(r["server_cpu_ms_per_q"] / inproc_cpu - 1, 3)
+    # server + client CPU per query vs in-process: the wall-clock ratio on one quiet core
+    r["overhead_cpu_with_client_vs_inproc_single"] = round(
+        (r["server_cpu_ms_per_q"] + r["client_cpu_ms_per_q"]) / inproc_cpu - 1, 3)
+    r["overhead_httpx_cpu_with_client_vs_inproc_single"] = round(
+        (r["httpx_server_cpu_ms_per_q"] + r["httpx_client_cpu_ms_per_q"]) / inproc_cpu - 1, 3)
+    return r
+
+
+def _summarize(out: dict, rounds: int, clients: int, log) -> None:
+    """The median round (by the headline ratio) gives every per-round figure at top level."""
+    med = sorted(out["rounds"], key=lambda r: r["overhead_qps_vs_inproc_single"])[(len(out["rounds"]) - 1) // 2]
+    out.update({key: v for key, v in med.items() if key != "loadavg"})
+    out["overhead_qps_vs_inproc_threads"] = round(1 - out["server_qps"] / out["inproc_threads_qps"], 3)
+    out["overhead_qps_batch32"] = round(1 - out["server_batch32_requests_qps"] / out["inproc_batch32_qps"], 3)
+    log(f"speed: {out['kind']} server (median of {rounds} rounds) {out['server_qps']} q/s with {clients} keep-alive clients "
+        f"(p50 {out['server_p50_ms']} ms, p99 {out['server_p99_ms']} ms, mean batch {out['server_mean_batch']}, server CPU "
+        f"{out['server_cpu_ms_per_q']} ms/q, client CPU {out['client_cpu_ms_per_q']} ms/q) vs in-process single "
+        f"{out['inproc_single_qps']} q/s ({out['inproc_single_cpu_ms_per_q']} ms/q): overhead {out['overhead_qps_vs_inproc_single']:.1%}; "
+        f"with HttpRetriever (httpx) threads {out['httpx_qps']} q/s (client CPU {out['httpx_client_cpu_ms_per_q']} ms/q): "
+        f"overhead {out['overhead_httpx_qps_vs_inproc_single']:.1%}")
 
 
 def server_speed(
@@ -275,30 +365,12 @@ def server_speed(
     import httpx
 
     from r1searcher.retrieval.client import HttpRetriever
-    from r1searcher.retrieval.index import load_index
 
     qs = list(questions)
     out: dict = {"kind": getattr(index, "kind", "?"), "serve_args": list(serve_args), "clients": clients, "queries": len(qs),
                  "k": k, "index_passages": len(index), "rounds": []}
     with tempfile.TemporaryDirectory(prefix="r1s-serve-") as d:
-        if index_dir is None:
-            index.save(d)
-            built, index = index, load_index(d)  # the baseline searches what the server serves
-            built.search(qs[:20], k)
-            t0 = time.perf_counter()
-            for q in qs:
-                built.search([q], k)
-            out["inproc_single_qps_built"] = round(len(qs) / (time.perf_counter() - t0))
-        index.search(qs[:20], k)
-        wall, lat = _threaded(lambda q: index.search([q], k), qs, clients)
-        out["inproc_threads_qps"] = round(len(qs) / wall)
-        out["inproc_threads_p50_ms"], out["inproc_threads_p99_ms"] = _pct(lat, 50), _pct(lat, 99)
-        c0, t0 = _self_cpu_s(), time.perf_counter()
-        for s in range(0, len(qs), 32):
-            index.search(qs[s : s + 32], k)
-        out["inproc_batch32_qps"] = round(len(qs) / (time.perf_counter() - t0))
-        out["inproc_batch32_cpu_ms_per_q"] = round((_self_cpu_s() - c0) / len(qs) * 1000, 3)
-
+        index = _inproc_baselines(index, qs, k, clients, d, index_dir, out)
         port = _free_port()
         proc = _start_server(index_dir or d, port, serve_args)
         url = f"http://127.0.0.1:{port}"
@@ -312,53 +384,9 @@ def server_speed(
                 _keepalive_clients(port, qs[:64], k, clients)  # warm-up: lazy model load, first requests
                 _threaded(lambda q: client.search([q], k), qs[:64], clients)  # and the httpx connections
                 for _ in range(rounds):
-                    r: dict = {"loadavg": round(os.getloadavg()[0], 2)}
-                    seq, top = [], []
-                    c0, t0 = _self_cpu_s(), time.perf_counter()
-                    for q in qs:
-                        s = time.perf_counter()
-                        top.append([p.id for p in index.search([q], k)[0]])
-                        seq.append(time.perf_counter() - s)
-                    r["inproc_single_qps"] = round(len(qs) / (time.perf_counter() - t0))
-                    r["inproc_single_cpu_ms_per_q"] = round((_self_cpu_s() - c0) / len(qs) * 1000, 3)
-                    r["inproc_single_p50_ms"], r["inproc_single_p99_ms"] = _pct(seq, 50), _pct(seq, 99)
-
-                    h0 = counters()
-                    s0, l0, c0 = _proc_cpu_s(proc.pid), _loop_cpu_s(proc.pid), _self_cpu_s()
-                    wall, lat, ids = _keepalive_clients(port, qs, k, clients)
-                    s1, l1, c1 = _proc_cpu_s(proc.pid), _loop_cpu_s(proc.pid), _self_cpu_s()
-                    h1 = counters()
-                    r["server_qps"] = round(len(qs) / wall)
-                    r["server_p50_ms"], r["server_p99_ms"] = _pct(lat, 50), _pct(lat, 99)
-                    r["server_cpu_ms_per_q"] = round((s1 - s0) / len(qs) * 1000, 3)
-                    # split: the event loop (per request: HTTP, JSON, batching) and the rest (the searches)
-                    r["server_loop_cpu_ms_per_request"] = round((l1 - l0) / len(qs) * 1000, 3)
-                    r["server_search_cpu_ms_per_q"] = round((s1 - s0 - (l1 - l0)) / len(qs) * 1000, 3)
-                    r["client_cpu_ms_per_q"] = round((c1 - c0) / len(qs) * 1000, 3)
-                    r["server_mean_batch"] = round((h1[0] - h0[0]) / max(1, h1[1] - h0[1]), 1)
-                    r["server_top1_agrees"] = round(sum(a[:1] == b[:1] for a, b in zip(ids, top)) / len(qs), 4)
-
-                    s0, c0 = _proc_cpu_s(proc.pid), _self_cpu_s()
-                    wall, lat = _threaded(lambda q: client.search([q], k), qs, clients)
-                    s1, c1 = _proc_cpu_s(proc.pid), _self_cpu_s()
-                    h2 = counters()
-                    r["httpx_qps"] = round(len(qs) / wall)
-                    r["httpx_p50_ms"], r["httpx_p99_ms"] = _pct(lat, 50), _pct(lat, 99)
-                    r["httpx_server_cpu_ms_per_q"] = round((s1 - s0) / len(qs) * 1000, 3)
-                    r["httpx_client_cpu_ms_per_q"] = round((c1 - c0) / len(qs) * 1000, 3)
-                    r["httpx_mean_batch"] = round((h2[0] - h1[0]) / max(1, h2[1] - h1[1]), 1)
-
-                    inproc_q, inproc_cpu = r["inproc_single_qps"], r["inproc_single_cpu_ms_per_q"]
-                    r["overhead_qps_vs_inproc_single"] = round(1 - r["server_qps"] / inproc_q, 3)
-                    r["overhead_httpx_qps_vs_inproc_single"] = round(1 - r["httpx_qps"] / inproc_q, 3)
-                    r["overhead_server_cpu_vs_inproc_single"] = round(r["server_cpu_ms_per_q"] / inproc_cpu - 1, 3)
-                    # server + client CPU per query vs in-process: the wall-clock ratio on one quiet core
-                    r["overhead_cpu_with_client_vs_inproc_single"] = round(
-                        (r["server_cpu_ms_per_q"] + r["client_cpu_ms_per_q"]) / inproc_cpu - 1, 3)
-                    r["overhead_httpx_cpu_with_client_vs_inproc_single"] = round(
-                        (r["httpx_server_cpu_ms_per_q"] + r["httpx_client_cpu_ms_per_q"]) / inproc_cpu - 1, 3)
+                    r = _one_round(index, qs, k, clients, port, proc.pid, client, counters)
                     out["rounds"].append(r)
-                    log(f"speed: round {len(out['rounds'])}: in-process {inproc_q} q/s; server {r['server_qps']} q/s "
+                    log(f"speed: round {len(out['rounds'])}: in-process {r['inproc_single_qps']} q/s; server {r['server_qps']} q/s "
                         f"(overhead {r['overhead_qps_vs_inproc_single']:.1%}), via httpx {r['httpx_qps']} q/s "
                         f"(overhead {r['overhead_httpx_qps_vs_inproc_single']:.1%}); load {r['loadavg']}")
                 # rollout-style: one request carries a whole round's queries
@@ -373,17 +401,7 @@ def server_speed(
             proc.kill()
             proc.wait(10)
     out["http_stack"] = _http_stack()
-    # the median round (by the headline ratio) gives every per-round figure at top level
-    med = sorted(out["rounds"], key=lambda r: r["overhead_qps_vs_inproc_single"])[(len(out["rounds"]) - 1) // 2]
-    out.update({key: v for key, v in med.items() if key != "loadavg"})
-    out["overhead_qps_vs_inproc_threads"] = round(1 - out["server_qps"] / out["inproc_threads_qps"], 3)
-    out["overhead_qps_batch32"] = round(1 - out["server_batch32_requests_qps"] / out["inproc_batch32_qps"], 3)
-    log(f"speed: {out['kind']} server (median of {rounds} rounds) {out['server_qps']} q/s with {clients} keep-alive clients "
-        f"(p50 {out['server_p50_ms']} ms, p99 {out['server_p99_ms']} ms, mean batch {out['server_mean_batch']}, server CPU "
-        f"{out['server_cpu_ms_per_q']} ms/q, client CPU {out['client_cpu_ms_per_q']} ms/q) vs in-process single "
-        f"{out['inproc_single_qps']} q/s ({out['inproc_single_cpu_ms_per_q']} ms/q): overhead {out['overhead_qps_vs_inproc_single']:.1%}; "
-        f"with HttpRetriever (httpx) threads {out['httpx_qps']} q/s (client CPU {out['httpx_client_cpu_ms_per_q']} ms/q): "
-        f"overhead {out['overhead_httpx_qps_vs_inproc_single']:.1%}")
+    _summarize(out, rounds, clients, log)
     return out
 
 

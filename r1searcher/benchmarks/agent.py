@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from r1searcher.files import read_jsonl
+
 HELP = "agent service (serve-agent) questions/s at 1 and N concurrent clients vs `eval` on the same questions"
 
 
@@ -150,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             metrics = evaluate_dataset(engine, retriever, data, work / "eval", spec, progress=False)
             eval_s = time.perf_counter() - t0
-            eval_texts = [json.loads(x)["gen_text_store"]
-                          for x in (work / "eval" / "predictions.jsonl").read_text().splitlines()]
+            eval_texts = [r["gen_text_store"] for r in read_jsonl(work / "eval" / "predictions.jsonl", on_bad="raise").values()]
             one_s, one_texts = _serve_run(srv.url, "bench", questions, 1, args.max_response)
             c0 = dict(serving.counts)
             many_s, many_texts = _serve_run(srv.url, "bench", questions, args.clients, args.max_response)
@@ -173,14 +174,20 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(result, indent=1))
-        return 0
-    c = args.clients
+    else:
+        _print_result(result)
+    return 0
+
+
+def _print_result(result: dict) -> None:
+    """The human-readable lines of :func:`run`'s result."""
+    info, n, c, q, sec = result["machine"], result["questions"], result["clients"], result["q_per_s"], result["seconds"]
+    same = result["trajectories_equal_to_eval"]
     print(f"machine: {info.get('cpu')} ({info.get('cores')} cores, {info.get('threads')} torch threads)")
-    print(f"{args.model}, {n} questions, greedy, max_response_tokens {args.max_response}, batch {args.batch}")
-    print(f"  eval (batches of {args.batch}):   {q['eval']:.2f} q/s ({eval_s:.1f} s)")
-    print(f"  serve-agent, 1 client:  {q['serve_1']:.2f} q/s ({one_s:.1f} s)  = {result['serve_1_over_eval']:.2f}x eval")
-    print(f"  serve-agent, {c} clients: {q[f'serve_{c}']:.2f} q/s ({many_s:.1f} s)  = "
+    print(f"{result['model']}, {n} questions, greedy, max_response_tokens {result['max_response']}, batch {result['batch']}")
+    print(f"  eval (batches of {result['batch']}):   {q['eval']:.2f} q/s ({sec['eval']:.1f} s)")
+    print(f"  serve-agent, 1 client:  {q['serve_1']:.2f} q/s ({sec['serve_1']:.1f} s)  = {result['serve_1_over_eval']:.2f}x eval")
+    print(f"  serve-agent, {c} clients: {q[f'serve_{c}']:.2f} q/s ({sec[f'serve_{c}']:.1f} s)  = "
           f"{result[f'serve_{c}_over_eval']:.2f}x eval, {result[f'serve_{c}_over_serve_1']:.2f}x one client "
           f"(mean batch {result['mean_batch']})")
     print(f"  trajectories identical to eval's: {same['serve_1']}/{n} (1 client), {same[f'serve_{c}']}/{n} ({c} clients)")
-    return 0

@@ -16,7 +16,8 @@ each dtype asked for, on the same questions, retriever, prompt and sampling sett
   first micro-batch of an update, before any weight changed), and per sequence ``|Σ Δ|``.
 
 fp32 is the baseline measured beside bf16. On a CPU without native bf16 (AVX2 only) bf16 is
-emulated and ~40× slower than fp32: keep ``--questions`` and the token limits small there.
+emulated and far slower than fp32 (see BENCHMARKS.md, "bf16 training-inference mismatch"): keep
+``--questions`` and the token limits small there.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from r1searcher.files import read_jsonl
+
 HELP = "BM25 at Wikipedia scale: sharded tantivy vs bm25s (build memory/time, disk, served RSS, q/s at batch 1/32)"
 KILT = 29_000_000
 
@@ -63,7 +65,7 @@ def _questions(data: Path | None) -> list[str]:
         for name in ("hotpotqa", "2wiki", "musique", "bamboogle"):
             f = data / "eval" / f"{name}.jsonl"
             if f.is_file():
-                qs += [json.loads(x)["question"] for x in f.read_text().splitlines() if x.strip()]
+                qs += [r["question"] for r in read_jsonl(f, on_bad="raise").values()]
     return qs
 
 
@@ -81,18 +83,18 @@ def _child(code: str) -> tuple[dict, float]:
 
 BUILD = """
 import itertools, json
-from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus, _peak_rss
+from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus, peak_rss
 m = build_tantivy(itertools.islice(stream_corpus({corpus!r}), {n}), {out!r}, max_memory={mem!r})
 disk = sum(sum(s['files'].values()) for s in m['shards'])
 print(json.dumps({{'passages': m['passages'], 'shards': len(m['shards']), 'seconds': m['build_seconds'],
-  'index_bytes': disk, 'store_bytes': sum(m['store_files'].values()), 'peak_rss': _peak_rss(),
+  'index_bytes': disk, 'store_bytes': sum(m['store_files'].values()), 'peak_rss': peak_rss(),
   'writer_heap': m['writer_heap']}}))
 """
 
 SERVE = """
 import json, time
 from r1searcher.retrieval.index import load_index
-from r1searcher.retrieval.bm25_tantivy_build import _peak_rss
+from r1searcher.retrieval.bm25_tantivy_build import peak_rss
 def rss():
     for l in open('/proc/self/status'):
         if l.startswith('VmRSS:'): return int(l.split()[1]) * 1024
@@ -108,18 +110,18 @@ for s in range(0, len(qs), 32): top += ix.search_rows(qs[s:s + 32], 5)
 b32 = len(qs) / (time.perf_counter() - t)
 json.dump([[r for r, _ in h] for h in top], open({top_out!r}, 'w'))
 print(json.dumps({{'load_seconds': round(load_s, 2), 'rss_after_load': rss_load, 'rss_after_queries': rss(),
-  'peak_rss': _peak_rss(), 'qps_batch1': round(b1, 1), 'qps_batch32': round(b32, 1), 'queries': len(qs)}}))
+  'peak_rss': peak_rss(), 'qps_batch1': round(b1, 1), 'qps_batch32': round(b32, 1), 'queries': len(qs)}}))
 """
 
 BM25S_BUILD = """
 import itertools, json, time
 from r1searcher.retrieval.bm25 import BM25Index
-from r1searcher.retrieval.bm25_tantivy_build import stream_corpus, _peak_rss
+from r1searcher.retrieval.bm25_tantivy_build import stream_corpus, peak_rss
 t = time.perf_counter()
 ix = BM25Index.build([p for p, _ in itertools.islice(stream_corpus({corpus!r}), {n})])
 build_s = time.perf_counter() - t
 ix.save({out!r})
-print(json.dumps({{'seconds': round(build_s, 1), 'peak_rss': _peak_rss()}}))
+print(json.dumps({{'seconds': round(build_s, 1), 'peak_rss': peak_rss()}}))
 """
 
 

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from r1searcher.files import read_jsonl
+
 HELP = "eval harness: questions/s of `eval` vs the rollout engine's raw throughput (overhead %)"
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         def harness(k: int) -> list[str]:
             out = work / f"eval{k}"
             evaluate_dataset(engine, retriever, data, out, spec, progress=True)
-            return [json.loads(x)["gen_text_store"] for x in (out / "predictions.jsonl").read_text().splitlines()]
+            return [r["gen_text_store"] for r in read_jsonl(out / "predictions.jsonl", on_bad="raise").values()]
 
         times: dict[str, list[float]] = {"raw": [], "eval": []}
         texts = {}

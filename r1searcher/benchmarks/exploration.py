@@ -27,7 +27,6 @@ measured before hours of training are spent on them.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
@@ -111,13 +110,12 @@ def run(args: argparse.Namespace) -> int:
     world = generate_world(spec.entities, seed=args.seed, prose=spec.prose)
     index = BM25Index.build([Passage(p["id"], p["title"], p["text"]) for p in world.passages])
     qs = [q for q in world.train if q.hops == args.hops][: args.questions]
-    base = demo_config(spec, "unused.jsonl", "unused-index")
-    base.reward.stage = 2
+    base = demo_config(spec, "unused.jsonl", "unused-index").derive({"reward.stage": 2})
     model, tok = load_policy(base.model)
     results = {}
     for variant in [v.strip() for v in args.settings.split(";") if v.strip()]:
         overrides = [] if variant == "base" else [o.strip() for o in variant.split(",") if o.strip()]
-        cfg = apply_overrides(copy.deepcopy(base), overrides)  # it assigns in place
+        cfg = apply_overrides(base, overrides)  # a new config
         engine = RolloutEngine(model, tok, index, cfg.rollout, cfg.retrieval)
         t0 = time.perf_counter()
         trajs = engine.rollout([q.question for q in qs], n=args.n, seed=args.seed)

@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from r1searcher.files import read_jsonl
+
 HELP = "RL training step: seconds per phase, tokens/s, policy-position log-probs vs full logits"
 
 
@@ -186,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         run_dir = train(cfg, work / "run", steer=steer)
         wall = time.perf_counter() - t0
-        log = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+        log = read_jsonl(run_dir / "log.jsonl", on_bad="raise").values()
         steady = log[1:] or log
         phases = ["sec_generate", "sec_retrieve", "sec_reward", "sec_reference", "sec_fwd_bwd", "seconds"]
         med = {k: statistics.median(r[k] for r in steady) for k in phases}
@@ -204,13 +206,13 @@ def run(args: argparse.Namespace) -> int:
         }
         # (3) and (2): one batch of the same steered trajectories
         from r1searcher.models import load_policy
-        from r1searcher.rl.trainer import build_retriever
+        from r1searcher.retrieval.index import open_retriever
         from r1searcher.rollout.engine import RolloutEngine
         from r1searcher.data.qa import load_qa
 
         model, _ = load_policy(cfg.model)
         qs = [r.question for r in load_qa(cfg.data.path)[: args.questions]]
-        trajs = RolloutEngine(model, tok, build_retriever(cfg), cfg.rollout, cfg.retrieval, steer=steer).rollout(qs, seed=0)
+        trajs = RolloutEngine(model, tok, open_retriever(cfg), cfg.rollout, cfg.retrieval, steer=steer).rollout(qs, seed=0)
         b = collate(trajs, tok.pad_token_id)
         t1 = time.perf_counter()
         with torch.no_grad():

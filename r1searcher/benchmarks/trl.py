@@ -132,14 +132,34 @@ def _trl_tools_setup(tok, questions, index, args):
     return tok, search, _ForceTurns(scripts, im_start, header, eos, prompt_turns), ds, setup
 
 
+def _ours_rollout_func(name: str, tok, questions, index, args, setup: dict):
+    """Our rollout function for TRL, steered through the same scripted search as TRL's tool loop:
+    the same prompt text (``setup["render"]``), and a thought padded to as many policy tokens."""
+    from r1searcher.config import RetrievalConfig, RolloutConfig
+    from r1searcher.integrations.trl import R1RolloutFunc
+    from r1searcher.rollout.steer import ScriptedSteer, script_tokens, search_script
+
+    q = questions[0]
+    for m in range(64):
+        thought = THOUGHT + " Hmm." * m
+        script = script_tokens(tok, search_script(_query(q).split(), q.answers[0], thought, args.searches))
+        if len(script) >= setup["policy_tokens"]:
+            break
+    return R1RolloutFunc(
+        index,
+        RolloutConfig(prompt="chat", few_shot=False, max_searches=args.searches, batch_size=64,
+                      max_new_tokens_per_turn=args.max_completion),
+        RetrievalConfig(top_k=args.top_k, max_doc_words=args.doc_words),
+        group_prompts=name == "ours", steer=ScriptedSteer(lambda row: script), prompt_text=setup["render"],
+    )
+
+
 def _run_variant(name: str, args, model_dir: Path, tok, questions, index, out_dir: Path) -> dict:
     import torch
     from transformers import LogitsProcessorList
     from trl import GRPOConfig, GRPOTrainer
 
-    from r1searcher.config import RetrievalConfig, RolloutConfig
-    from r1searcher.integrations.trl import R1RolloutFunc, qa_dataset, stage1_reward
-    from r1searcher.rollout.steer import ScriptedSteer, script_tokens, search_script
+    from r1searcher.integrations.trl import stage1_reward
 
     cfg = GRPOConfig(
         output_dir=str(out_dir / name), use_cpu=True, per_device_train_batch_size=args.questions * args.group,
@@ -150,20 +170,7 @@ def _run_variant(name: str, args, model_dir: Path, tok, questions, index, out_di
     kw: dict = {}
     ttok, search, force, ds, setup = _trl_tools_setup(tok, questions, index, args)
     if name.startswith("ours"):
-        q = questions[0]
-        # The same prompt text as TRL's tool loop, and a thought padded to as many policy tokens.
-        for m in range(64):
-            thought = THOUGHT + " Hmm." * m
-            script = script_tokens(tok, search_script(_query(q).split(), q.answers[0], thought, args.searches))
-            if len(script) >= setup["policy_tokens"]:
-                break
-        rf = R1RolloutFunc(
-            index,
-            RolloutConfig(prompt="chat", few_shot=False, max_searches=args.searches, batch_size=64,
-                          max_new_tokens_per_turn=args.max_completion),
-            RetrievalConfig(top_k=args.top_k, max_doc_words=args.doc_words),
-            group_prompts=name == "ours", steer=ScriptedSteer(lambda row: script), prompt_text=setup["render"],
-        )
+        rf = _ours_rollout_func(name, tok, questions, index, args, setup)
         kw.update(rollout_func=rf, train_dataset=ds, processing_class=tok)
     else:
         kw.update(tools=[search], train_dataset=ds, processing_class=ttok)

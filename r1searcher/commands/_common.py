@@ -45,19 +45,16 @@ def open_retriever(args, cfg=None):
     if getattr(args, "web", False):
         from r1searcher.retrieval.web import WebRetriever
 
-        return WebRetriever()
+        return WebRetriever() if cfg is None else WebRetriever(cfg.web)  # the web section (env fallbacks applied)
     if getattr(args, "index", None):
         from pathlib import Path
 
         if Path(args.index).expanduser().is_file():  # a corpus JSONL: BM25, built once and cached (as train does)
-            import copy
-
             from r1searcher.config import load_config
-            from r1searcher.rl.trainer import build_retriever
+            from r1searcher.retrieval.index import open_retriever as open_configured
 
-            c = copy.deepcopy(cfg) if cfg is not None else load_config(None, [])
-            c.retrieval.index, c.retrieval.server = args.index, ""
-            return build_retriever(c)
+            c = (cfg or load_config(None, [])).derive({"retrieval.index": args.index, "retrieval.server": ""})
+            return open_configured(c)
         from r1searcher.retrieval.index import load_index
 
         return load_index(args.index)

@@ -68,14 +68,12 @@ def _use_color(mode: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from r1searcher.config import load_config
+    from r1searcher.config import derive, load_config
     from r1searcher.models import load_policy
     from r1searcher.rollout.engine import RolloutEngine
 
-    cfg = load_config(args.config, list(args.overrides))
-    cfg.model.name = args.model
-    if args.top_k is not None:
-        cfg.retrieval.top_k = args.top_k
+    flags = {"model.name": args.model, **({"retrieval.top_k": args.top_k} if args.top_k is not None else {})}
+    cfg = derive(load_config(args.config, list(args.overrides)), flags)  # the flags win
     from r1searcher.commands._common import open_retriever
 
     retriever = open_retriever(args, cfg)

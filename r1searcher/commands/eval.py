@@ -19,13 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from r1searcher.baselines import METHODS
     from r1searcher.commands._common import add_retriever_arguments
 
-    p.add_argument("--method", default="rl", choices=METHODS)
+    p.add_argument("--method", default=None, choices=list(METHODS), help="default: eval.method of --config, else rl")
     p.add_argument("--model", help="embedded name (smollm2, qwen-coder-0.5b), HF folder, LoRA adapter, checkpoint or "
                    "training run folder (its latest checkpoint); default: --config's model.name, else smollm2")
     p.add_argument("--data", nargs="+", required=True, help="dataset names (hotpotqa, 2wiki, musique, bamboogle) or JSONL files")
     add_retriever_arguments(p)
     p.add_argument("--corpus", help="corpus JSONL with the gold passages (oracle)")
-    p.add_argument("--limit", type=_count, default=0, help="first N questions of each dataset (0 = all)")
+    p.add_argument("--limit", type=_count, default=None, help="first N questions of each dataset (0 = all; default: "
+                   "eval.limit, 0)")
     p.add_argument("--out", required=True, help="output folder: OUT/<dataset>/{predictions.jsonl,metrics.json,run.json}; "
                    "a rerun continues what is there (same setup and data only), one run at a time")
     p.add_argument("--restart", action="store_true",
@@ -33,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "e.g. after the data file, the index or the model changed")
     p.add_argument("-k", "--top-k", type=_positive, default=None,
                    help="passages per search (default: retrieval.top_k of --config or an override, else 5 as the paper)")
-    p.add_argument("--batch-size", type=_positive, default=16)
+    p.add_argument("--batch-size", type=_positive, default=None, help="questions rolled out together (default: "
+                   "eval.batch_size, 16)")
     p.add_argument("--config", help="YAML config (rollout limits, prompt style)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. rollout.max_searches=9)")
@@ -42,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
+    from r1searcher.baselines import get_method
     from r1searcher.commands._common import open_retriever
-    from r1searcher.config import load_config
+    from r1searcher.config import load_config, save_config
     from r1searcher.data.qa import resolve_dataset
     from r1searcher.evaluate import PREDICTIONS, EvalSpec, check_provenance, evaluate_dataset, format_table
     from r1searcher.folderlock import folder_lock
@@ -51,21 +54,27 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.rollout.engine import RolloutEngine
 
-    # Paper evaluation: up to 9 searches, greedy; the untrained tag loop gets the worked example.
-    defaults = ["rollout.max_searches=9"] + (["rollout.few_shot=true"] if args.method == "iterative" else [])
+    # Paper evaluation: up to eval.max_searches (9) searches, greedy; then the method's own defaults
+    # (iterative: the untrained tag loop gets the worked example), then the user's overrides; the flags win.
+    user = load_config(args.config, list(args.overrides)).eval
+    method = get_method(args.method or user.method)
+    defaults = [f"rollout.max_searches={user.max_searches}", *method.config_overrides]
     cfg = load_config(args.config, defaults + list(args.overrides))
-    if args.model:
-        cfg.model.name = args.model
+    flags = {"model.name": args.model} if args.model else {}
+    flags |= {f"eval.{k}": v for k, v in (("method", method.name), ("limit", args.limit), ("batch_size", args.batch_size))
+              if v is not None}
     if args.top_k is not None:  # the flag wins; then --config / retrieval.top_k=; then the paper's 5
-        cfg.retrieval.top_k = args.top_k
+        flags["retrieval.top_k"] = args.top_k
     elif not args.config and not any(o.startswith("retrieval.top_k=") for o in args.overrides):
-        cfg.retrieval.top_k = 5
+        flags["retrieval.top_k"] = cfg.eval.top_k
+    cfg = cfg.derive(flags)
     args.model, args.top_k = cfg.model.name, cfg.retrieval.top_k
+    args.method, args.limit, args.batch_size = cfg.eval.method, cfg.eval.limit, cfg.eval.batch_size
     retriever = open_retriever(args, cfg)
     gold = {}
-    if args.method == "oracle":
+    if method.needs_gold:
         if not args.corpus:
-            raise ValueError("--method oracle needs --corpus FILE holding the gold passages")
+            raise ValueError(f"--method {method.name} needs --corpus FILE holding the gold passages")
         gold = {p.id: p for p in read_passages(args.corpus)}
     spec = EvalSpec(method=args.method, limit=args.limit, batch_size=args.batch_size, top_k=args.top_k,
                     max_doc_words=cfg.retrieval.max_doc_words, gold_passages=gold, provenance=provenance(args, cfg),
@@ -89,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
         for path in paths:
             results[path.stem] = evaluate_dataset(engine, retriever, path, Path(args.out) / path.stem, spec)
+            save_config(cfg, Path(args.out) / path.stem / "config.yaml")  # the whole config, beside run.json
     if args.json:
         print(json.dumps(results))
     else:
@@ -108,7 +118,7 @@ def _model_identity(name: str) -> dict:
     p = Path(name).expanduser()
     if not p.exists():
         return {"model": name}
-    from r1searcher.rl.checkpoint import MANIFEST, resolve_model_dir
+    from r1searcher.runs import MANIFEST, resolve_model_dir
 
     d = resolve_model_dir(p)
     man = d.parent / MANIFEST
@@ -123,9 +133,9 @@ def _model_identity(name: str) -> dict:
 def provenance(args: argparse.Namespace, cfg) -> dict:
     """What predictions depend on besides the questions (recorded in each dataset's run.json): the
     model (and its weights' hashes), the retriever and, for ``--index``, what the index holds
-    (``fingerprint.index_fingerprint``: its manifest's build, or a corpus file's sha256; a server or
+    (``retrieval.manifest.index_fingerprint``: its manifest's build, or a corpus file's sha256; a server or
     the web is recorded by name only), k, prompt and rollout limits."""
-    from r1searcher.fingerprint import index_fingerprint
+    from r1searcher.retrieval.manifest import index_fingerprint
 
     index = None
     if getattr(args, "web", False):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from r1searcher.files import Damaged, iter_jsonl
+
 HELP = "score a predictions JSONL file: EM, cover-EM, F1 (the paper's rules) and LLM-judge accuracy"
 
 
@@ -67,37 +69,26 @@ def _read_rows(path: Path, args: argparse.Namespace) -> list[_Row]:
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
     rows: list[_Row] = []
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if args.limit and len(rows) >= args.limit:
-                break
-            where = f"{path}:{lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{where}: not UTF-8 text ({e.reason})") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            if args.pred_field not in obj:
-                raise ValueError(f"{where}: no prediction field {args.pred_field!r} (fields: {', '.join(obj)})")
-            pred = obj[args.pred_field]
-            pred = "" if pred is None else pred if isinstance(pred, str) else json.dumps(pred)
-            try:
-                golds = answers_of(obj, args.gold_field)
-            except ValueError as e:
-                raise ValueError(f"{where}: {e}") from None
-            judge_gold = obj.get(args.gold_field or "answer")
-            if judge_gold is None or isinstance(judge_gold, list):
-                judge_gold = golds[0]
-            stored = obj.get(args.judge_field)
-            verdict = None if stored is None else parse_verdict(str(stored), strict=True)
-            rows.append(_Row(lineno, str(obj.get("question", "")), golds, judge_gold, pred, verdict))
+    for lineno, obj in iter_jsonl(path):
+        if args.limit and len(rows) >= args.limit:
+            break
+        where = f"{path}:{lineno}"
+        if isinstance(obj, Damaged):
+            raise ValueError(str(obj))
+        if args.pred_field not in obj:
+            raise ValueError(f"{where}: no prediction field {args.pred_field!r} (fields: {', '.join(obj)})")
+        pred = obj[args.pred_field]
+        pred = "" if pred is None else pred if isinstance(pred, str) else json.dumps(pred)
+        try:
+            golds = answers_of(obj, args.gold_field)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        judge_gold = obj.get(args.gold_field or "answer")
+        if judge_gold is None or isinstance(judge_gold, list):
+            judge_gold = golds[0]
+        stored = obj.get(args.judge_field)
+        verdict = None if stored is None else parse_verdict(str(stored), strict=True)
+        rows.append(_Row(lineno, str(obj.get("question", "")), golds, judge_gold, pred, verdict))
     return rows
 
 

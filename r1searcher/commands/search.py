@@ -11,6 +11,8 @@ import argparse
 import json
 import sys
 
+from r1searcher.files import Damaged, iter_jsonl
+
 HELP = "search a saved index (or the web, --web) with one query or a JSONL file of questions"
 
 
@@ -27,18 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def read_queries(path: str) -> list[str]:
     """Questions from a JSONL file (``question`` or ``query``); bad lines are errors naming the line."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e})") from None
-            q = obj.get("question", obj.get("query")) if isinstance(obj, dict) else None
-            if not isinstance(q, str):
-                raise ValueError(f"{path}:{lineno}: no string 'question' or 'query' field")
-            out.append(q)
+    for lineno, obj in iter_jsonl(path, objects=False):
+        if isinstance(obj, Damaged):
+            raise ValueError(str(obj))
+        q = obj.get("question", obj.get("query")) if isinstance(obj, dict) else None
+        if not isinstance(q, str):
+            raise ValueError(f"{path}:{lineno}: no string 'question' or 'query' field")
+        out.append(q)
     return out
 
 

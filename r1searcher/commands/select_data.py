@@ -28,8 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.rollout.engine import RolloutEngine
     from r1searcher.select_data import select
 
-    cfg = load_config(args.config, list(args.overrides))
-    cfg.model.name = args.model
+    cfg = load_config(args.config, list(args.overrides)).derive({"model.name": args.model})
     records = load_qa(resolve_dataset(args.data), limit=args.limit or None)
     model, tok = load_policy(cfg.model)
     engine = RolloutEngine(model, tok, open_retriever(args, cfg), cfg.rollout, cfg.retrieval)

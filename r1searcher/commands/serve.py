@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from r1searcher.commands._common import port_number
-from r1searcher.retrieval.server_limits import ServerLimits as ServerLimitsDefaults  # no asyncio/FastAPI import
+from r1searcher.settings.serve import ServerLimits as ServerLimitsDefaults  # the config tree's serve section: no asyncio/FastAPI import
 
 HELP = "serve an index (or web search, --web) over HTTP (Search-R1 /retrieve and R1-Searcher /queries, micro-batched)"
 
@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"a request body not complete within S seconds gets a 408 and the connection is closed (default {d.body_timeout_s:g})")
     g.add_argument("--keep-alive", type=float, default=d.keep_alive_s, metavar="S",
                    help=f"idle keep-alive connections are closed after S seconds (default {d.keep_alive_s:g})")
-    p.add_argument("--batch-wait-ms", type=float, default=0.0,
+    p.add_argument("--batch-wait-ms", type=float, default=d.batch_wait_ms,
                    help="micro-batching window (default 0: batch what is queued; batches form while the index is busy)")
     p.add_argument("--log-level", default="warning")
 

@@ -45,18 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from r1searcher.config import load_config
+    from r1searcher.config import derive, load_config
 
     config = args.config
     run_cfg = Path(args.model).expanduser() / "config.yaml"
     if config is None and run_cfg.is_file():
         config = str(run_cfg)
-    cfg = load_config(config, list(args.overrides))
-    cfg.model.name = args.model
-    if args.top_k is not None:
-        cfg.retrieval.top_k = args.top_k
-    cfg.rollout.on_retriever_error = "stop"  # a failed search ends that request (502), not the batch
-    return cfg, config
+    flags = {"model.name": args.model, **({"retrieval.top_k": args.top_k} if args.top_k is not None else {}),
+             "rollout.on_retriever_error": "stop"}  # a failed search ends that request (502), not the batch
+    return derive(load_config(config, list(args.overrides)), flags), config
 
 
 def build(args: argparse.Namespace, steer=None):

@@ -26,13 +26,14 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from r1searcher.files import Damaged, iter_jsonl
+from r1searcher.paths import DATA_ENV, data_env_root
+
 log = logging.getLogger(__name__)
 
 ANSWER_FIELDS = ("answer", "answers", "golden_answers", "answer_aliases")
 ID_FIELDS = ("id", "_id", "idx")
 
-#: Where ``resolve_dataset`` looks for ``<name>.jsonl`` besides ``$R1SEARCHER_DATA``.
-DATA_ENV = "R1SEARCHER_DATA"
 _MAX_LOGGED = 10  # bad lines logged one by one; the report keeps them all
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -165,18 +166,8 @@ def _iter_values(path: Path) -> Iterator[tuple[int, Any]]:
                 return
             yield from enumerate(data, start=1)
             return
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield lineno, ValueError(f"not UTF-8 text ({e.reason} at byte {e.start})")
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield lineno, ValueError(f"invalid JSON ({e.msg} at column {e.colno})")
+    for lineno, value in iter_jsonl(path, objects=False):
+        yield lineno, (ValueError(value.reason) if isinstance(value, Damaged) else value)
 
 
 def load_qa(
@@ -233,9 +224,8 @@ def load_qa(
 def _search_dirs() -> list[Path]:
     """Folders ``resolve_dataset`` searches, in order."""
     dirs: list[Path] = []
-    env = os.environ.get(DATA_ENV)
-    if env:
-        base = Path(env).expanduser()
+    base = data_env_root()  # $R1SEARCHER_DATA, resolved in r1searcher.paths
+    if base is not None:
         dirs += [base, base / "eval", base / "dev_extra", base / "train"]
     # ../shared/data beside the current folder or one of its parents (a checkout's subfolders too);
     # never relative to the source: an installed package has no ../shared beside it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
@@ -38,10 +39,16 @@ class Retriever(Protocol):
 
 
 def check_batch(queries: list[str], k: int) -> None:
-    """The arguments every ``search`` / ``search_rows`` takes: a list of queries (a bare string is
-    a caller's slip, not a batch of characters) and ``k >= 1``."""
+    """The arguments every ``search`` / ``search_rows`` takes: a list of query strings (a bare string
+    is a caller's slip, not a batch of characters) and an integer ``k >= 1``
+    (:mod:`r1searcher.retrieval.check` holds every retriever to this)."""
     if isinstance(queries, str):
         raise TypeError("search takes a list of queries, not one string")
+    for q in queries:
+        if not isinstance(q, str):
+            raise TypeError(f"queries must be strings, got {type(q).__name__}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
 

@@ -1,7 +1,7 @@
 """Lexical retrieval: BM25 on bm25s (sparse pre-computed scores), English stop words + Snowball stems.
 
-Why bm25s: it scores a query by summing a few pre-computed sparse columns, so it answers about
-300× more queries per second than ``rank_bm25`` (which loops over documents in Python), and it
+Why bm25s: it scores a query by summing a few pre-computed sparse columns, so it answers far
+more queries per second than ``rank_bm25`` (which loops over documents in Python), and it
 saves/loads as plain numpy arrays. We tokenise ourselves (the same analyser for passages and
 queries: bm25s's regex, lower-case, its English stop-word list, PyStemmer) so the query path
 never re-creates bm25s's per-call state and queries can be truncated before any work is done.

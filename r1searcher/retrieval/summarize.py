@@ -2,8 +2,8 @@
 text and query in, the "extracted content" paragraph out (or None when the page has nothing relevant).
 
 It sends the paper's summary prompt (:data:`SUMMARY_PROMPT`) to an OpenAI-compatible chat endpoint
-through the judge's client (:class:`r1searcher.judge.Judge`), caches the raw reply in the web cache,
-and applies the "None" rule (:func:`parse_summary`). Searching, fetching and choosing which pages to
+through the shared chat client (:class:`r1searcher.chat.ChatClient`), caches the raw reply in the web
+cache, and applies the "None" rule (:func:`parse_summary`). Searching, fetching and choosing which pages to
 summarise is :class:`~r1searcher.retrieval.web.WebRetriever`'s job; its module doc lists the
 ``R1SEARCHER_SUMMARY_*`` settings.
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from r1searcher.chat import ChatClient, ChatError
 from r1searcher.retrieval.base import RetrieverError
 from r1searcher.retrieval.redact import redact_text
 from r1searcher.retrieval.webcache import WebCache, make_key
-
-if TYPE_CHECKING:
-    from r1searcher.retrieval.web import WebConfig
 
 #: The released online-evaluation summary prompt (``evaluation/eval_search_online.py``), filled with
 #: ``str.replace`` as there (page text may contain braces). "Exacted" is the original's spelling.
@@ -74,15 +72,36 @@ def parse_summary(output: str, strict_none: bool = False) -> str | None:
     return content
 
 
+class SummarySettings(Protocol):
+    """The settings a :class:`Summarizer` reads: the summary fields of
+    :class:`~r1searcher.retrieval.web.WebConfig`, which has them all. Named here as a protocol so
+    that this module does not import the web retriever's (which imports this one)."""
+
+    summary_base_url: str | None
+    summary_model: str | None
+    summary_api_key: str | None
+    summary_concurrency: int
+    summary_timeout_s: float
+    summary_max_tokens: int
+    retries: int
+    backoff_s: float
+    max_backoff_s: float
+    max_retry_after_s: float
+    strict_none: bool
+    cache_max_age_s: float | None
+
+    def secrets(self) -> list[str]:
+        """Secret values to mask in any message (keys, URL credentials)."""
+        ...
+
+
 class Summarizer:
-    """The paper's per-page summary through the judge's OpenAI-compatible chat client (retries,
+    """The paper's per-page summary through the OpenAI-compatible chat client (retries,
     ``Retry-After``, connection limit); raw replies are cached, so the None rule can change freely."""
 
-    def __init__(self, cfg: WebConfig, cache: WebCache | None):
-        from r1searcher.judge import Judge
-
+    def __init__(self, cfg: SummarySettings, cache: WebCache | None):
         self.cfg, self.cache = cfg, cache
-        self._chat = Judge(
+        self._chat = ChatClient(
             base_url=cfg.summary_base_url,
             model=cfg.summary_model,
             api_key=cfg.summary_api_key,
@@ -94,7 +113,6 @@ class Summarizer:
             max_retry_after_s=cfg.max_retry_after_s,
             max_tokens=cfg.summary_max_tokens,
             temperature=0.0,
-            use_cache=False,
         )
         self.model, self.url = self._chat.model, self._chat.url
 
@@ -107,8 +125,6 @@ class Summarizer:
 
     def raw(self, query: str, document: str) -> str:
         """The model's reply for (query, page text), cache first."""
-        from r1searcher.judge import JudgeError
-
         key = make_key(SUMMARY_VERSION, self._chat.base_url, self.model, self.cfg.summary_max_tokens, query,
                        hashlib.sha256(document.encode("utf-8")).hexdigest())
         if self.cache is not None:
@@ -117,10 +133,8 @@ class Summarizer:
                 return str(hit)
         try:
             out = self._chat.complete(build_summary_prompt(query, document))
-        except JudgeError as e:
-            # The judge client's message names itself and its own variables: keep only the cause.
-            cause = str(e).split(" Is the server up?")[0].replace("judge endpoint", "chat endpoint", 1)
-            cause = redact_text(cause, self.cfg.secrets())  # the URL's user:password, the key
+        except ChatError as e:
+            cause = redact_text(str(e), self.cfg.secrets())  # the URL's user:password, the key
             raise RetrieverError(
                 f"web summariser (model {self.model!r}) failed: {cause}. Check R1SEARCHER_SUMMARY_BASE_URL, "
                 "R1SEARCHER_SUMMARY_MODEL and R1SEARCHER_SUMMARY_API_KEY"

@@ -6,7 +6,7 @@ For every query (a batch runs concurrently, each stage under its own limit):
 2. fetch those pages concurrently (one GET per distinct URL in the batch; httpx, timeouts, a byte
    cap, a User-Agent naming r1searcher), turn HTML into main text (trafilatura), cut the text at
    "References"/"Notes" (as the paper does for Wikipedia) and at ``max_page_chars`` (the paper's
-   35,000 characters);
+   35,000 characters): :mod:`~r1searcher.retrieval.webpages`;
 3. either **summarise** each page against the query with an OpenAI-compatible chat endpoint (the
    paper's extract-relevant-content prompt; "None" answers dropped; see
    :mod:`~r1searcher.retrieval.summarize`), one passage per page in search rank order, or, with no
@@ -36,8 +36,8 @@ Configuration (arguments win over the environment; see :meth:`WebConfig.from_env
 * Credentials in the base URLs (``https://user:password@host``) and the API keys never show in
   :meth:`WebRetriever.describe` (``/health``, ``serve``'s log), error messages or ``repr(WebConfig)``.
 * Summariser: on when ``R1SEARCHER_SUMMARY_BASE_URL`` or ``R1SEARCHER_SUMMARY_MODEL`` is set (or
-  ``summarize=True``). It is the judge's chat client (:class:`r1searcher.judge.Judge`), so what is
-  not set falls back as the judge's does: base URL ``R1SEARCHER_SUMMARY_BASE_URL`` →
+  ``summarize=True``). It uses the chat client the judge uses (:class:`r1searcher.chat.ChatClient`), so
+  what is not set falls back as the judge's does: base URL ``R1SEARCHER_SUMMARY_BASE_URL`` →
   ``R1SEARCHER_JUDGE_BASE_URL`` → ``OPENAI_BASE_URL`` → ``https://api.openai.com/v1``; model
   ``R1SEARCHER_SUMMARY_MODEL`` → ``R1SEARCHER_JUDGE_MODEL`` → ``gpt-4o-mini`` (the paper's);
   key ``R1SEARCHER_SUMMARY_API_KEY`` → ``R1SEARCHER_JUDGE_API_KEY`` → ``OPENAI_API_KEY``.
@@ -45,365 +45,28 @@ Configuration (arguments win over the environment; see :meth:`WebConfig.from_env
 
 from __future__ import annotations
 
-import html
-import logging
 import os
-import re
-import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
-import httpx
-
-from r1searcher import __version__
-from r1searcher.retrieval.base import Passage, check_batch
-from r1searcher.retrieval.corpus import split_words
 from r1searcher.http_retry import RetryPolicy
-from r1searcher.retrieval import urlguard
-from r1searcher.retrieval.providers import SearchClient, SearchResult, get_provider
-from r1searcher.retrieval.redact import MASK, redact_text, redact_url, url_secrets
-from r1searcher.retrieval.summarize import PAPER_SUMMARY_MAX_TOKENS, Summarizer
+from r1searcher.retrieval.base import Passage, check_batch
+from r1searcher.retrieval.providers import SearchClient, SearchResult
+from r1searcher.retrieval.redact import redact_text, redact_url
+from r1searcher.retrieval.summarize import Summarizer
 from r1searcher.retrieval.webcache import FILENAME as CACHE_FILE
 from r1searcher.retrieval.webcache import WebCache, make_key
+from r1searcher.retrieval.webpages import (EXTRACT_VERSION, Page, PageFetcher, chunk_text, cut_chars, cut_tail,
+                                           html_title, html_to_text)
+from r1searcher.settings.web import PAPER_MAX_PAGE_CHARS, USER_AGENT, WebConfig  # the config tree's web section
 
-USER_AGENT = f"Mozilla/5.0 (compatible; r1searcher/{__version__}; research search agent)"
-
-#: Part of every page cache key: bump it when extraction changes.
-EXTRACT_VERSION = "trafilatura-2-recall-v1"
-PAPER_MAX_PAGE_CHARS = 35_000
-
-_TEXT_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", ""})
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.I | re.S)
-_TAIL = re.compile(r"^\s*(?:=+\s*)?(References|Notes)(?:\s*=+)?\s*$", re.M)
-
-# trafilatura logs an ERROR for every empty or unparsable page; a failed page is reported as a
-# Page.error (and replaced by its snippet) instead, so its logger only speaks on critical errors.
-logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
+__all__ = ["EXTRACT_VERSION", "PAPER_MAX_PAGE_CHARS", "USER_AGENT", "Page", "PageFetcher", "WebConfig", "WebRetriever",
+           "chunk_text", "cut_chars", "cut_tail", "html_title", "html_to_text"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-# ---------------------------------------------------------------------------------------------- text
-def html_to_text(data: bytes | str) -> str:
-    """Main text of an HTML page (boilerplate, menus, scripts out), one paragraph per line; "" if none."""
-    try:
-        import trafilatura
-    except ImportError:
-        raise RuntimeError("web page extraction needs trafilatura: pip install 'trafilatura>=2.3'") from None
-    doc = trafilatura.bare_extraction(data, favor_recall=True, include_comments=False, include_tables=True)
-    return (doc.text or "") if doc is not None else ""
-
-
-def html_title(data: bytes) -> str:
-    """The ``<title>`` of an HTML page (first 64 KiB), unescaped; "" if none."""
-    m = _TITLE.search(data[: 64 << 10])
-    if not m:
-        return ""
-    return " ".join(html.unescape(m.group(1).decode("utf-8", "replace")).split())
-
-
-def cut_tail(text: str) -> str:
-    """Drop everything from the first "References" or "Notes" heading line on (the paper's Wikipedia cut)."""
-    m = _TAIL.search(text)
-    return text[: m.start()].rstrip() if m and m.start() > 0 else text
-
-
-def cut_chars(text: str, budget: int) -> str:
-    """At most ``budget`` characters, cut at a word boundary when one is near."""
-    if len(text) <= budget:
-        return text
-    cut = text[:budget]
-    space = cut.rfind(" ", max(0, budget - 200))
-    return cut[:space] if space > 0 else cut
-
-
-def chunk_text(text: str, max_words: int = 100) -> list[str]:
-    """~``max_words``-word passages: paragraphs (lines) packed together, long ones split in windows."""
-    chunks: list[str] = []
-    cur: list[str] = []
-    for line in text.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        if cur and len(cur) + len(words) > max_words:
-            chunks.append(" ".join(cur))
-            cur = []
-        if len(words) > max_words:
-            pieces = split_words(" ".join(words), max_words)
-            chunks.extend(pieces[:-1])
-            cur = pieces[-1].split()
-        else:
-            cur.extend(words)
-    if cur:
-        chunks.append(" ".join(cur))
-    return chunks
-
-
-# ---------------------------------------------------------------------------------------------- config
-_ENV: dict[str, str] = {
-    "provider": "R1SEARCHER_WEB_PROVIDER",
-    "base_url": "R1SEARCHER_WEB_BASE_URL",
-    "api_key": "R1SEARCHER_WEB_API_KEY",
-    "query_suffix": "R1SEARCHER_WEB_QUERY_SUFFIX",
-    "rps": "R1SEARCHER_WEB_RPS",
-    "cache_dir": "R1SEARCHER_CACHE_DIR",
-    "allow_private_urls": "R1SEARCHER_WEB_ALLOW_PRIVATE_URLS",
-    "summary_base_url": "R1SEARCHER_SUMMARY_BASE_URL",
-    "summary_model": "R1SEARCHER_SUMMARY_MODEL",
-    "summary_api_key": "R1SEARCHER_SUMMARY_API_KEY",
-}
-
-
-_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
-_SECRET_FIELDS = ("api_key", "summary_api_key")
-_URL_FIELDS = ("base_url", "summary_base_url")
-
-
-@dataclass(frozen=True, repr=False)
-class WebConfig:
-    """Every knob of :class:`WebRetriever`; defaults follow the paper where it has one. Its repr
-    and :meth:`shown` mask the API keys and URL credentials."""
-
-    provider: str = "serper"
-    base_url: str | None = None
-    api_key: str | None = None
-    query_suffix: str = ""
-    pages: int = 3  # hits whose pages are fetched per query (at least k): the paper's top 3
-    # search API
-    rps: float = 5.0
-    retries: int = 3
-    backoff_s: float = 0.5
-    max_backoff_s: float = 20.0
-    max_retry_after_s: float = 60.0
-    search_timeout_s: float = 20.0
-    concurrency: int = 8  # searches in flight
-    # pages
-    fetch_concurrency: int = 16
-    page_timeout_s: float = 10.0  # per request, and the whole download of one page
-    page_retries: int = 1
-    max_page_bytes: int = 2 << 20
-    max_page_chars: int = PAPER_MAX_PAGE_CHARS
-    chunk_words: int = 100
-    failure_ttl_s: float = 3600.0  # how long a timeout / 5xx page stays cached as failed
-    user_agent: str = USER_AGENT
-    allow_private_urls: bool = False  # fetch pages on loopback/private/link-local addresses (SSRF guard off)
-    # summariser
-    summarize: bool | None = None
-    summary_base_url: str | None = None
-    summary_model: str | None = None
-    summary_api_key: str | None = None
-    summary_concurrency: int = 8
-    summary_max_tokens: int = PAPER_SUMMARY_MAX_TOKENS
-    summary_timeout_s: float = 60.0
-    summary_first_only: bool = False  # the paper: pages in rank order, stop at the first summary
-    strict_none: bool = False  # the paper's "none anywhere" drop rule (see summarize.parse_summary)
-    # cache
-    cache_dir: str | None = None
-    use_cache: bool = True
-    cache_max_age_s: float | None = None
-
-    def __post_init__(self) -> None:
-        get_provider(self.provider)
-        for name in ("pages", "concurrency", "fetch_concurrency", "summary_concurrency", "max_page_bytes",
-                     "max_page_chars", "chunk_words", "summary_max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"web config: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("retries", "page_retries", "backoff_s", "rps", "failure_ttl_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"web config: {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("search_timeout_s", "page_timeout_s", "summary_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"web config: {name} must be > 0, got {getattr(self, name)}")
-
-    def shown(self) -> dict[str, Any]:
-        """The settings as a dict fit to print or write (keys masked, URL credentials masked)."""
-        out = asdict(self)
-        for name in _SECRET_FIELDS:
-            if out[name]:
-                out[name] = MASK
-        for name in _URL_FIELDS:
-            out[name] = redact_url(out[name])
-        return out
-
-    def secrets(self) -> list[str]:
-        """Secret values to mask in any message: the keys and what the URLs carry."""
-        return [v for v in (self.api_key, self.summary_api_key, *url_secrets(self.base_url),
-                            *url_secrets(self.summary_base_url)) if v]
-
-    def __repr__(self) -> str:
-        return f"WebConfig({', '.join(f'{k}={v!r}' for k, v in self.shown().items())})"
-
-    @property
-    def summarizer_on(self) -> bool:
-        return self.summarize if self.summarize is not None else bool(self.summary_base_url or self.summary_model)
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> WebConfig:
-        """Arguments (not None) first, then the ``R1SEARCHER_*`` variables of the module doc, then defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise TypeError(f"unknown web config option(s): {', '.join(sorted(unknown))}")
-        values = {k: v for k, v in overrides.items() if v is not None}
-        for name, env in _ENV.items():
-            raw = os.environ.get(env)
-            if name in values or not raw:
-                continue
-            if name == "rps":
-                try:
-                    values[name] = float(raw)
-                except ValueError:
-                    raise ValueError(f"{env} must be a number (requests per second), got {raw!r}") from None
-            elif name == "allow_private_urls":
-                flag = raw.strip().lower()
-                if flag not in _TRUE | _FALSE:
-                    raise ValueError(f"{env} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
-                values[name] = flag in _TRUE
-            else:
-                values[name] = raw
-        return cls(**values)
-
-
-# ---------------------------------------------------------------------------------------------- pages
-@dataclass(frozen=True)
-class Page:
-    """A fetched page's main text (untruncated), or why it could not be had."""
-
-    url: str
-    title: str = ""
-    text: str = ""
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and bool(self.text.strip())
-
-
-def _decode(body: bytes, charset: str) -> str:
-    try:
-        return body.decode(charset, errors="replace")
-    except LookupError:  # an unknown charset name
-        return body.decode("utf-8", errors="replace")
-
-
-class _PageFailure(Exception):
-    def __init__(self, message: str, transient: bool, blocked: bool = False):
-        super().__init__(message)
-        self.transient, self.blocked = transient, blocked
-
-
-class PageFetcher:
-    """GET pages with a byte cap, a total deadline, retries on transient failures, and the disk cache;
-    only from public addresses unless ``cfg.allow_private_urls`` (:mod:`~r1searcher.retrieval.urlguard`)."""
-
-    def __init__(self, cfg: WebConfig, cache: WebCache | None):
-        self.cfg, self.cache = cfg, cache
-        limits = httpx.Limits(max_connections=cfg.fetch_concurrency, max_keepalive_connections=cfg.fetch_concurrency)
-        guard: dict[str, Any] = {"limits": limits}
-        if not cfg.allow_private_urls:  # every request (redirects too) checked; connections made to vetted addresses
-            guard = {"event_hooks": {"request": [urlguard.guard_request]}, "transport": urlguard.public_only_transport(limits)}
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(cfg.page_timeout_s, connect=min(5.0, cfg.page_timeout_s)),
-            follow_redirects=True,
-            max_redirects=5,
-            headers={
-                "User-Agent": cfg.user_agent,
-                "Accept": "text/html,application/xhtml+xml;q=0.9,text/plain;q=0.8",
-                "Accept-Language": "en",
-            },
-            **guard,
-        )
-        self.retry = RetryPolicy(cfg.page_retries, cfg.backoff_s, cfg.max_backoff_s, cfg.max_retry_after_s)
-        self._lock = threading.Lock()
-        self.n_requests = 0
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _download(self, url: str) -> tuple[bytes, str, str | None]:
-        """(body up to the byte cap, content type, declared charset)."""
-        deadline = time.monotonic() + self.cfg.page_timeout_s
-        cap = self.cfg.max_page_bytes
-        with self._lock:
-            self.n_requests += 1
-        try:
-            with self._http.stream("GET", url) as r:
-                code = r.status_code
-                if code != 200:
-                    raise _PageFailure(f"HTTP {code}", transient=code == 429 or code >= 500)
-                ctype = r.headers.get("content-type", "").split(";")[0].strip().lower()
-                if ctype not in _TEXT_TYPES:
-                    raise _PageFailure(f"unsupported content type {ctype!r}", transient=False)
-                buf = bytearray()
-                for part in r.iter_bytes():
-                    buf += part
-                    if len(buf) >= cap or time.monotonic() > deadline:
-                        break
-                return bytes(buf[:cap]), ctype, r.charset_encoding
-        except urlguard.BlockedURL as e:
-            raise _PageFailure(f"not fetched: {e}", transient=False, blocked=True) from None
-        except httpx.TimeoutException as e:
-            raise _PageFailure(f"timed out ({type(e).__name__})", transient=True) from None
-        except httpx.TransportError as e:
-            if str(e).startswith(urlguard.BLOCKED_MARK):  # refused at connect time (e.g. DNS rebinding)
-                raise _PageFailure(f"not fetched: {str(e)[len(urlguard.BLOCKED_MARK):]}", transient=False,
-                                   blocked=True) from None
-            raise _PageFailure(f"cannot connect ({type(e).__name__}: {e})", transient=True) from None
-        except httpx.HTTPError as e:  # too many redirects, bad URL, …
-            raise _PageFailure(f"{type(e).__name__}: {e}", transient=False) from None
-
-    def _fetch(self, url: str) -> Page:
-        last: _PageFailure | None = None
-        for attempt in range(self.retry.retries + 1):
-            if attempt:
-                time.sleep(self.retry.delay(attempt - 1, None))
-            try:
-                body, ctype, charset = self._download(url)
-            except _PageFailure as e:
-                last = e
-                if not e.transient:
-                    break
-                continue
-            if ctype == "text/plain":
-                text, title = _decode(body, charset or "utf-8"), ""
-            else:  # a declared charset decodes here (robust to a cut mid-character); else trafilatura sniffs
-                text, title = html_to_text(_decode(body, charset) if charset else body), html_title(body)
-            text = cut_tail(text)
-            if not text.strip():
-                return Page(url, title, "", "no text in the page")
-            return Page(url, title, text)
-        assert last is not None
-        raise last
-
-    def fetch(self, url: str) -> Page:
-        """The page at ``url`` (cache first); failures come back as a Page with ``error`` set."""
-        if not re.match(r"^https?://", url, re.I):
-            return Page(url, error="not an http(s) URL")
-        if not self.cfg.allow_private_urls:
-            try:  # literal addresses and localhost, before the cache (no DNS: a rerun stays offline)
-                urlguard.check_url(url, resolve=False)
-            except urlguard.BlockedURL as e:
-                return Page(url, error=f"not fetched: {e}")
-        key = make_key(EXTRACT_VERSION, url, self.cfg.max_page_bytes)
-        if self.cache is not None:
-            hit = self.cache.get("page", key, self.cfg.cache_max_age_s)
-            if hit is not None and not (hit.get("transient") and time.time() - hit.get("at", 0) > self.cfg.failure_ttl_s):
-                return Page(url, hit.get("title", ""), hit.get("text", ""), hit.get("error"))
-        try:
-            page = self._fetch(url)
-            value: dict[str, Any] = {"title": page.title, "text": page.text, "error": page.error}
-        except _PageFailure as e:
-            page = Page(url, error=str(e))
-            if e.blocked:  # a setting, not the page: never cached (allow_private_urls may change)
-                return page
-            value = {"error": str(e), "transient": e.transient, "at": time.time()}
-        if self.cache is not None:
-            self.cache.put("page", key, value)
-        return page
 
 
 # ---------------------------------------------------------------------------------------------- retriever
@@ -561,8 +224,6 @@ class WebRetriever:
     def search(self, queries: list[str], k: int) -> list[list[Passage]]:
         """Up to ``k`` passages per query, best first (see the module doc for how they are made)."""
         check_batch(queries, k)
-        if not all(isinstance(q, str) for q in queries):
-            raise TypeError("queries must be strings")
         uniq = list(dict.fromkeys(queries))
         n = max(k, self.cfg.pages)
         hit_lists = _run_all(lambda q: self.hits(q, n)[:n], uniq, self.cfg.concurrency, "web-search")

@@ -1,4 +1,4 @@
-"""Advantage estimators of the REINFORCE++ family, as OpenRLHF computes them (notes §3).
+"""Advantage estimators of the REINFORCE++ family, as OpenRLHF computes them.
 
 Every estimator is a pure function of tensors in *response space* (token ``t`` of row ``b`` is
 response token ``t`` of trajectory ``b``; the prompt is not here)::

@@ -16,6 +16,8 @@ A checkpoint is written into ``checkpoints/.tmp-…`` and renamed into place, so
 A checkpoint damaged afterwards (a copy cut short, a full disk, a stray write) is caught on load
 by :func:`verify_checkpoint`, which names the bad file; :func:`resume_checkpoint` then points at the
 newest intact checkpoint, or (``last_intact``) moves the damaged ones aside and takes it.
+Reading the layout (which checkpoints a run has, which folder holds its weights) is
+``r1searcher/runs.py``'s, so model loading and evaluation need nothing from ``rl/``.
 """
 
 from __future__ import annotations
@@ -34,14 +36,9 @@ import numpy as np
 import torch
 
 from r1searcher.fingerprint import file_sha256 as _sha256
+from r1searcher.runs import MANIFEST, CheckpointError, checkpoint_dirs, checkpoint_state
 
-_STEP_RE = re.compile(r"^step_(\d+)$")
-MANIFEST = "manifest.json"
 _HASH_LIMIT = 1 << 30  # files above this get their size checked, not their sha256 (a 7B model: ~15 GB)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written, or is damaged; the message names the file."""
 
 
 # --------------------------------------------------------------------------- RNG
@@ -67,39 +64,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    dirs = checkpoint_dirs(run_dir)
-    return dirs[-1] if dirs else None
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """``train.init_from`` may name a run folder (its latest checkpoint), a checkpoint folder, or
-    a model folder; return the model folder."""
-    p = Path(path).expanduser()
-    if (p / "checkpoints").is_dir():
-        latest = latest_checkpoint(p)
-        if latest is None:
-            raise FileNotFoundError(f"{p} is a run folder without a complete checkpoint")
-        p = latest
-    if (p / "model").is_dir():
-        p = p / "model"
-    if not ((p / "config.json").exists() or (p / "adapter_config.json").exists()):
-        raise FileNotFoundError(f"{path}: no model here (expected a run, a checkpoint or a model folder)")
-    return p
 
 
 # --------------------------------------------------------------------------- save / load
@@ -165,42 +129,55 @@ def save_checkpoint(
     def write() -> None:
         _torch_save(rng_state(), tmp / f"rng_rank{rank}.pt")
         if rank == 0:
-            _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)  # None: the model's own
-            if tokenizer is not None:
-                tokenizer.save_pretrained(tmp / "model")
-            _torch_save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
-            _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
-            (tmp / "state.json").write_text(json.dumps({**state, "step": step, "world_size": world_size}, indent=1))
-            (tmp / "config.yaml").write_text(config_yaml)
+            _write_main_files(tmp, model, optimizer, scheduler, {**state, "step": step, "world_size": world_size},
+                              config_yaml, tokenizer, model_state, optimizer_state)
 
     def publish() -> None:  # every rank's files are in place: record them, rename, prune
-        if rank != 0:
-            return
-        (tmp / MANIFEST).write_text(json.dumps({"files": _describe(tmp)}, indent=1))
-        if final.exists():  # re-saving a step (e.g. after a resume): swap the old one out first
-            old = root / f".old-step_{step:08d}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                os.replace(old, final)  # the step's previous checkpoint stays
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(root)
-        for stale in root.glob(".tmp-*"):
-            if stale != tmp:
-                shutil.rmtree(stale, ignore_errors=True)
-        if keep_last > 0:
-            for old in checkpoint_dirs(run_dir)[:-keep_last]:
-                shutil.rmtree(old, ignore_errors=True)
+        if rank == 0:
+            _publish(tmp, final, keep_last)
 
     phase(prepare)
     phase(write)
     phase(publish)
     return final
+
+
+def _write_main_files(tmp: Path, model, optimizer, scheduler, state: dict[str, Any], config_yaml: str, tokenizer,
+                      model_state: dict | None, optimizer_state: dict | None) -> None:
+    """Rank 0's files of a checkpoint: weights (+ tokenizer), optimizer, scheduler, state, config."""
+    _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)  # None: the model's own
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp / "model")
+    _torch_save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
+    _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    (tmp / "config.yaml").write_text(config_yaml)
+
+
+def _publish(tmp: Path, final: Path, keep_last: int) -> None:
+    """Record the files of ``tmp`` in its manifest, rename it to ``final`` (swapping out an earlier
+    save of the same step), remove stale ``.tmp-`` folders and prune to the last ``keep_last``."""
+    root = final.parent
+    (tmp / MANIFEST).write_text(json.dumps({"files": _describe(tmp)}, indent=1))
+    if final.exists():  # re-saving a step (e.g. after a resume): swap the old one out first
+        old = root / f".old-{final.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            os.replace(old, final)  # the step's previous checkpoint stays
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    for stale in root.glob(".tmp-*"):
+        if stale != tmp:
+            shutil.rmtree(stale, ignore_errors=True)
+    if keep_last > 0:
+        for old in checkpoint_dirs(root.parent)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _alone(error: BaseException | None) -> None:
@@ -292,28 +269,10 @@ def verify_checkpoint(path: str | Path) -> None:
             if "sha256" in want and _sha256(f) != want["sha256"]:
                 raise CheckpointError(f"{f}: contents differ from when it was saved (sha256 mismatch)")
         return
-    _read_state(p)
+    checkpoint_state(p)
     for f in sorted(p.rglob("*")):
         if f.is_file() and f.stat().st_size == 0:
             raise CheckpointError(f"{f}: empty file (the checkpoint is damaged)")
-
-
-def checkpoint_state(path: str | Path) -> dict:
-    """A checkpoint's ``state.json`` (step, data position, the training clock, …)."""
-    return _read_state(Path(path))
-
-
-def _read_state(p: Path) -> dict:
-    f = p / "state.json"
-    try:
-        state = json.loads(f.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{f}: missing") from None
-    except ValueError as e:
-        raise CheckpointError(f"{f}: not valid JSON ({e}): the checkpoint is damaged") from None
-    if not isinstance(state, dict) or "step" not in state:
-        raise CheckpointError(f"{f}: no 'step' recorded: the checkpoint is damaged")
-    return state
 
 
 def _load(f: Path, loader):
@@ -400,16 +359,21 @@ def load_model_weights(model, model_dir: str | Path) -> None:
         raise RuntimeError(f"{d}: weights do not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
+def load_optimizer_state(optimizer, path: Path) -> None:
+    """Restore an optimizer's ``state_dict`` saved by :func:`save_checkpoint` (``optimizer.pt``)."""
+    optimizer.load_state_dict(_load(path, lambda f: torch.load(f, map_location="cpu", weights_only=True)))
+
+
 def load_checkpoint(path: str | Path, *, model, optimizer=None, scheduler=None, rank: int = 0) -> dict[str, Any]:
     """Restore model weights, optimizer, scheduler and this rank's RNG; return ``state.json``.
     ``model`` / ``optimizer`` None: left to the caller (a sharded model loads its weights before
     it is split, and its optimizer state by name: ``rl/fsdp.py``)."""
     p = Path(path)
-    state = _read_state(p)
+    state = checkpoint_state(p)
     if model is not None:
         load_model_weights(model, p / "model")
     if optimizer is not None:
-        optimizer.load_state_dict(_load(p / "optimizer.pt", lambda f: torch.load(f, map_location="cpu", weights_only=True)))
+        load_optimizer_state(optimizer, p / "optimizer.pt")
     if scheduler is not None:
         scheduler.load_state_dict(_load(p / "scheduler.pt", lambda f: torch.load(f, weights_only=False)))
     rng_file = p / f"rng_rank{rank}.pt"

@@ -1,4 +1,5 @@
 """Data parallelism at the edges of the loop: process group, sharding, gradient and stats reduction.
+The loop reaches these through the parallelism wrapper (``rl/parallel.py``).
 
 The same script runs alone or under ``torchrun`` / ``accelerate launch`` (both set RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT): gloo on CPU, nccl on GPU. Every rank holds a full
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from r1searcher.errors import describe_error
 
 
 @dataclass
@@ -173,15 +176,15 @@ class all_or_none:
 def _failures(error: BaseException | None) -> list[tuple[int, str]]:
     """(rank, one-line message) of every rank whose ``error`` is set; a collective when distributed."""
     if not (dist.is_available() and dist.is_initialized()):
-        return [] if error is None else [(0, _one_line(error))]
+        return [] if error is None else [(0, describe_error(error))]
     everyone: list[str | None] = [None] * dist.get_world_size()
     try:
-        dist.all_gather_object(everyone, None if error is None else _one_line(error))
+        dist.all_gather_object(everyone, None if error is None else describe_error(error))
     except Exception:
         # a peer that learned of the failure may exit before this rank has read its last bytes (the
         # connection is reset under them): this rank's own error is still the cause to report
         if error is not None:
-            return [(dist.get_rank(), _one_line(error))]
+            return [(dist.get_rank(), describe_error(error))]
         raise
     return [(r, m) for r, m in enumerate(everyone) if m is not None]
 
@@ -190,13 +193,6 @@ def _raise_peer(failed: list[tuple[int, str]], what: str) -> None:
     if failed:
         rank, msg = failed[0]
         raise PeerError(f"{what + ': ' if what else ''}rank {rank} failed: {msg}")
-
-
-def _one_line(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.strerror and e.filename:
-        return f"{e.filename}: {e.strerror}"
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
 
 
 def any_rank(flag: bool) -> bool:

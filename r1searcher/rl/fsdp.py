@@ -1,6 +1,7 @@
 """FSDP sharding of the policy (``train.fsdp=true`` under torchrun): parameters, gradients and
 optimizer state split across ranks, with torch's ``fully_shard`` (FSDP2) on each decoder layer and
-then on the whole model. Everything FSDP changes in the trainer is here:
+then on the whole model. Everything FSDP changes in the trainer is here, called through
+``rl/parallel.Sharded`` (the wrapper the loop sees):
 
 - **Generation.** Ranks decode different numbers of steps (rows finish at different times), so no
   collective may run inside a decode step. :func:`gathered` all-gathers every layer once, keeps
@@ -8,12 +9,12 @@ then on the whole model. Everything FSDP changes in the trainer is here:
   reshards. Peak memory during rollouts is one full copy of the weights, as with data parallelism;
   gradients and AdamW state (2-3× the weights in fp32) stay sharded.
 - **Training.** Every forward all-gathers and every backward reduce-scatters, so all ranks run the
-  same number of micro-batches: :func:`zero_loss_batch` pads a rank that has fewer (or none: all
-  its groups dropped) with a pass whose loss is multiplied by 0. FSDP averages gradients over
+  same number of micro-batches: :func:`zero_loss_passes` pads a rank that has fewer (or none: all
+  its groups dropped) with passes whose loss is multiplied by 0. FSDP averages gradients over
   ranks (gloo has no pre-scaled sum); the loss already divides by global token/sequence counts, so
-  the trainer multiplies it by the world size (:func:`loss_scale`) to get the sum. The shared-prompt
-  forward (``train.share_prompt``) is off for the update: whether a micro-batch has a shared
-  prefix depends on its rows, and the prefix pass is one more all-gather per layer.
+  the trainer multiplies it by the world size (``rl/parallel.Sharded.loss_scale``) to get the sum.
+  The shared-prompt forward (``train.share_prompt``) is off for the update: whether a micro-batch
+  has a shared prefix depends on its rows, and the prefix pass is one more all-gather per layer.
 - **Checkpoints.** :func:`full_state` gathers the whole model and optimizer state to rank 0, so a
   sharded run writes the same files as any other (``save_pretrained``); resuming loads the weights
   before sharding and the optimizer state by parameter name (:func:`load_optimizer`).
@@ -28,7 +29,7 @@ from types import MethodType
 
 import torch
 
-from r1searcher.rl.logprobs import FORWARD_METHOD, selected_logits
+from r1searcher.rl.logprobs import FORWARD_METHOD, collate, selected_logits, token_logprobs
 from r1searcher.rollout.trajectory import Trajectory
 
 
@@ -36,10 +37,6 @@ def _fsdp_modules(model) -> list:
     from torch.distributed.fsdp import FSDPModule
 
     return [m for m in model.modules() if isinstance(m, FSDPModule)]
-
-
-def is_sharded(model) -> bool:
-    return bool(_fsdp_modules(model))
 
 
 def shard(model):
@@ -82,17 +79,19 @@ def gathered(model) -> Iterator[None]:
             m.set_reshard_after_forward(m is not model, recurse=False)
 
 
-def loss_scale(model) -> float:
-    """1, or the world size for a sharded model (its reduce-scatter averages; the trainer wants the sum)."""
-    import torch.distributed as dist
-
-    return float(dist.get_world_size()) if is_sharded(model) else 1.0
-
-
 def zero_loss_batch(pad_id: int) -> list[Trajectory]:
     """One 2-token trajectory with one policy token: a forward/backward through every layer whose
     loss is multiplied by 0 keeps a rank in step with ranks that have more micro-batches."""
     return [Trajectory(prompt_ids=[pad_id], response_ids=[pad_id], loss_mask=[1], logprobs=[0.0])]
+
+
+def zero_loss_passes(model, n: int, pad_id: int, temperature: float) -> None:
+    """``n`` forward/backward passes of :func:`zero_loss_batch` (gradients unchanged: the loss is 0)."""
+    device = next(model.parameters()).device
+    for _ in range(n):
+        mb = collate(zero_loss_batch(pad_id), pad_id).to(device)
+        logp, _ = token_logprobs(model, mb, temperature, share_prefix=False)
+        (logp.sum() * 0.0).backward()
 
 
 def full_state(model, optimizer) -> tuple[dict, dict]:

@@ -10,24 +10,27 @@ engine, greedy, one trajectory each, the same scoring), and appends one line to 
     {"step": 8, "n": 24, "f1": 41.2, "cover_em": 45.8, "em": 37.5, "searches_per_question": 1.9,
      "answered": 0.96, "by_hops": {"1": {...}, "2": {...}}, "seconds": 61.3}
 
-Metrics are percentages, as in evaluation. Under torchrun each rank evaluates its share and the
-sums are reduced, so every rank gets the same numbers.
+Metrics are percentages with one decimal, as in evaluation (``metrics.aggregate_sums``). Under
+torchrun each rank evaluates its share and the sums are reduced, so every rank gets the same numbers.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from r1searcher.files import append_jsonl
+from r1searcher.metrics import SCORES, aggregate_sums, per_question, score_sums
 from r1searcher.rl import distributed as D
-from r1searcher.rl import fsdp as F
+from r1searcher.rl import fsdp as fsdp_shards
 
 
 def heldout_sums(engine, records, batch_size: int) -> dict[str, float]:
-    """Sums of per-question scores for ``records`` (``f1``/``cover_em``/``em`` in [0, 1])."""
+    """Sums over ``records`` of :func:`metrics.score_sums` (``n``, ``f1``/``cover_em``/``em`` in
+    [0, 1]) plus ``searches`` and ``answered``, overall and per hop count (keys ``h<hops>:<name>``),
+    so ranks can add them up."""
     from r1searcher.evaluate import prediction_row
 
     sums: dict[str, float] = {"n": 0.0}
@@ -37,28 +40,25 @@ def heldout_sums(engine, records, batch_size: int) -> dict[str, float]:
         for rec, tr in zip(chunk, trajs):
             row = prediction_row(rec, tr)
             keys = [""] + ([f"h{row['hops']}:"] if "hops" in row else [])
+            values = {**score_sums([row]), "searches": float(tr.n_searches), "answered": float(tr.answer is not None)}
             for prefix in keys:
-                for k, v in (("n", 1.0), ("f1", row["f1"]), ("cover_em", row["cover_em"]), ("em", row["em"]),
-                             ("searches", float(tr.n_searches)), ("answered", float(tr.answer is not None))):
+                for k, v in values.items():
                     sums[prefix + k] = sums.get(prefix + k, 0.0) + v
     return sums
 
 
 def summarize_sums(sums: dict[str, float]) -> dict:
-    """Percentages (f1, cover_em, em), searches per question and the answered share, overall and per hop."""
+    """Percentages (f1, cover_em, em: :func:`metrics.aggregate_sums`, the rounding of every
+    evaluation), searches per question and the answered share, overall and per hop."""
 
     def block(prefix: str) -> dict:
         n = sums.get(prefix + "n", 0.0)
         if not n:
             return {"n": 0}
-        return {
-            "n": int(n),
-            "f1": round(100 * sums[prefix + "f1"] / n, 2),
-            "cover_em": round(100 * sums[prefix + "cover_em"] / n, 2),
-            "em": round(100 * sums[prefix + "em"] / n, 2),
-            "searches_per_question": round(sums[prefix + "searches"] / n, 3),
-            "answered": round(sums[prefix + "answered"] / n, 3),
-        }
+        out = aggregate_sums({k: sums[prefix + k] for k in ("n", *SCORES)})
+        out["searches_per_question"] = per_question(sums[prefix + "searches"], n)
+        out["answered"] = per_question(sums[prefix + "answered"], n)
+        return out
 
     out = block("")
     hops = sorted({k.split(":", 1)[0][1:] for k in sums if k.startswith("h") and ":" in k}, key=int)
@@ -83,9 +83,7 @@ def load_heldout(cfg) -> list:
     """The held-out slice ``train.eval_data`` (first ``train.eval_limit`` questions); clear errors when unusable."""
     from r1searcher.data.qa import load_qa, resolve_dataset
 
-    t = cfg.train
-    if not t.eval_data:
-        raise ValueError("train.eval_every is set but train.eval_data is empty: name a held-out QA file")
+    t = cfg.train  # train.eval_data is set: the config tree refuses eval_every without it at load
     recs = load_qa(resolve_dataset(t.eval_data), on_error=cfg.data.on_error, limit=t.eval_limit or None)
     if not recs:
         raise ValueError(f"train.eval_data {t.eval_data}: no usable question")
@@ -96,12 +94,11 @@ def run_heldout(engine, model, records, cfg, dist, run: Path, step: int) -> dict
     """Greedy held-out evaluation at ``step`` (weights gathered under FSDP); appended to RUN/eval.jsonl
     and printed on the main rank."""
     model.eval()
-    with torch.no_grad(), F.gathered(model):
+    with torch.no_grad(), fsdp_shards.gathered(model):
         ho = evaluate_heldout(engine, records, cfg.rollout.batch_size, dist)
     with D.all_or_none(f"writing {run / 'eval.jsonl'}"):  # rank 0 writes; every rank hears if it could not
         if dist.is_main:
-            with open(run / "eval.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, **ho}) + "\n")
+            append_jsonl(run / "eval.jsonl", [{"step": step, **ho}], ensure_ascii=True)
             hops = " ".join(f"{h}-hop {b['f1']:.1f}" for h, b in ho.get("by_hops", {}).items())
             print(f"held-out @ step {step}: F1 {ho['f1']:.1f} cover-EM {ho['cover_em']:.1f} "
                   f"searches/q {ho['searches_per_question']:.2f} {hops} ({ho['seconds']:.0f} s)", flush=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from r1searcher.config import Config
+from r1searcher.files import read_jsonl, write_atomic
 
 #: Keys a checkpoint fixes: a resume that changes them is refused (the weights, the adapter, the
 #: data order would not match; lr, betas and weight_decay come back from the optimizer state, so a
@@ -40,16 +41,13 @@ def check_resume_config(run: Path, ckpt: Path, cfg: Config) -> None:
 
 def read_log(path: Path) -> list[dict]:
     """The records of a JSONL log ([] when there is none)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path, missing_ok=True, on_bad="raise").values()
 
 
 def truncate_log(path: Path, step: int) -> None:
     """Drop log lines of steps after ``step`` (written after the checkpoint a resume starts from)."""
     if not path.exists():
         return
+    read_jsonl(path, on_torn="repair", on_bad="raise")  # a killed run's torn last line is cut off
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    tmp.replace(path)
+    write_atomic(path, "".join(line + "\n" for line in keep))

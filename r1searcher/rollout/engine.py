@@ -131,11 +131,7 @@ class RolloutEngine:
         self._max_searches = cfg.max_searches
         self._max_response = cfg.max_response_tokens
         self._stop_at_newline = False
-        for name in ("max_new_tokens_per_turn", "max_response_tokens", "batch_size"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"rollout.{name} must be >= 1, got {getattr(cfg, name)}")
-        if self.retrieval_cfg.top_k < 1:
-            raise ValueError(f"retrieval.top_k must be >= 1, got {self.retrieval_cfg.top_k}")
+        # rollout.* >= 1 and retrieval.top_k >= 1 hold: the config sections check their fields when made
 
     # ------------------------------------------------------------------ public API
     def prompt_ids(self, question: str) -> list[int]:

@@ -1,6 +1,6 @@
 """The rows the trajectory viewer shows, read from training runs and eval runs.
 
-A training run's ``samples.jsonl`` is written by the trainer with :func:`sample_record` (question,
+A training run's ``samples.jsonl`` is written by the trainer with :func:`r1searcher.rl.samples.sample_record` (question,
 gold, prediction, reward and its parts, scores, and the character spans the loss mask left
 untrained). An eval run's ``predictions.jsonl`` (``r1searcher eval``) has no token ids: there the
 untrained spans are the document blocks, found by their tags (``mask: "tags"``).
@@ -24,6 +24,7 @@ import json
 import os
 from pathlib import Path
 
+from r1searcher.files import read_jsonl as read_jsonl_lines
 from r1searcher.tags import DOCS_CLOSE, DOCS_OPEN
 from r1searcher.viewer.fields import Fields
 
@@ -37,20 +38,8 @@ def read_jsonl(path: Path) -> tuple[list[tuple[int, dict]], list[int]]:
     Line numbers count from 1 and include blank lines, as an editor shows them. A torn last line of a
     killed run is damaged like any other.
     """
-    records, damaged = [], []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                d = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                d = None
-            if isinstance(d, dict):
-                records.append((n, d))
-            else:
-                damaged.append(n)
-    return records, damaged
+    got = read_jsonl_lines(path)
+    return got.rows, [d.line for d in got.damaged]
 
 
 def _lines(numbers: list[int]) -> str:
@@ -69,50 +58,6 @@ def file_issues(path: Path, damaged: list[int], bad_lines: dict[str, list[int]])
         where = "; ".join(f"{k} on {_lines(v)}" for k, v in bad_lines.items())
         out.append(f"{path}: {n} bad value{'s' if n > 1 else ''} left out (wrong type: {where})")
     return out
-
-
-def untrained_spans(tokenizer, response_ids: list[int], loss_mask: list[int], text: str) -> list[list[int]] | None:
-    """Character spans ``[start, end)`` of ``text`` whose tokens have loss-mask 0, from the recorded mask.
-
-    Each run of equal mask bits is decoded on its own and found in ``text`` in order; None when a run
-    cannot be placed (the viewer then falls back to the document tags).
-    """
-    from r1searcher.rollout.stops import decode
-
-    runs, start = [], 0
-    for i in range(1, len(loss_mask) + 1):
-        if i == len(loss_mask) or loss_mask[i] != loss_mask[start]:
-            runs.append((loss_mask[start], response_ids[start:i]))
-            start = i
-    spans, pos = [], 0
-    for bit, ids in runs:
-        piece = decode(tokenizer, ids)
-        at = text.find(piece, pos) if piece else pos
-        if at < 0:
-            return None
-        if bit == 0 and piece:
-            spans.append([at, at + len(piece)])
-        pos = at + len(piece)
-    return spans
-
-
-def sample_record(step: int, traj, reward: float, answers: list[str], reward_cfg, tokenizer=None) -> dict:
-    """One ``samples.jsonl`` line: what the viewer and the trackers show of a training trajectory."""
-    from r1searcher.metrics import score_prediction
-    from r1searcher.rewards import compute_reward
-
-    _, info = compute_reward(traj, answers, reward_cfg)  # the same pure function the trainer scored with
-    parts = {k: v for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-             and k not in ("stage", "reward", "n_searches", "em", "cover_em", "f1")}
-    scores = score_prediction(traj.answer, answers) if traj.answer is not None else {"em": 0.0, "cover_em": 0.0, "f1": 0.0}
-    rec = {"step": step, "reward": reward, "question": traj.question, "text": traj.text,
-           "stop_reason": traj.stop_reason, "n_searches": traj.n_searches, "answers": list(answers),
-           "pred": traj.answer, **scores, "reward_parts": parts, "reward_reasons": info.get("reasons", []),
-           "stage": info.get("stage"), "group": traj.group, "sample": traj.sample,
-           "response_tokens": len(traj.response_ids), "policy_tokens": sum(traj.loss_mask)}
-    if tokenizer is not None:
-        rec["untrained"] = untrained_spans(tokenizer, traj.response_ids, traj.loss_mask, traj.text)
-    return rec
 
 
 def doc_spans(text: str) -> list[list[int]]:

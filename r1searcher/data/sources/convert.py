@@ -19,6 +19,7 @@ from pathlib import Path
 
 from r1searcher.data.qa import ANSWER_FIELDS, ID_FIELDS, LoadReport, load_qa
 from r1searcher.data.sources.download import DataSourceError
+from r1searcher.files import write_atomic
 
 
 def _tmp(out: Path) -> Path:
@@ -34,17 +35,14 @@ def convert_qa(raw: Path, out: Path, prefix: str) -> int:
         first = f": {report.errors[0]}" if report.errors else ""
         raise DataSourceError(f"{raw} holds no usable question{first}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(out)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in records:
-                rest = {k: v for k, v in r.meta.items() if k not in ID_FIELDS and k not in ANSWER_FIELDS}
-                row = {"id": f"{prefix}-{r.id}", "question": r.question, "answer": r.answers[0],
-                       "answers": r.answers, "source_id": r.id, **rest}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    def lines():
+        for r in records:
+            rest = {k: v for k, v in r.meta.items() if k not in ID_FIELDS and k not in ANSWER_FIELDS}
+            yield json.dumps({"id": f"{prefix}-{r.id}", "question": r.question, "answer": r.answers[0],
+                              "answers": r.answers, "source_id": r.id, **rest}, ensure_ascii=False) + "\n"
+
+    write_atomic(out, lines())
     return len(records)
 
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from r1searcher.files import write_atomic
 from r1searcher.fingerprint import file_sha256 as sha256_file
 
 MIRROR_ENV = "R1SEARCHER_DATA_MIRROR"
@@ -97,7 +98,7 @@ def _one_attempt(client, url: str, part: Path, meta: Path) -> tuple[int | None, 
             tail = crange.rsplit("/", 1)[-1]
             total = int(tail) if tail.isdigit() else None
         part.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed connection leaves no folders
-        meta.write_text(json.dumps({"url": url, "etag": etag, "size": total}))
+        write_atomic(meta, json.dumps({"url": url, "etag": etag, "size": total}))
         with open(part, "ab" if have else "wb") as f, _progress(total, have, part.name[:-5]) as bar:
             for chunk in r.iter_bytes():  # as it arrives: a fixed chunk size would lose the tail of a cut
                 f.write(chunk)

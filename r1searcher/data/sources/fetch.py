@@ -22,6 +22,7 @@ from pathlib import Path
 
 from r1searcher.data.sources.download import DataSourceError, Fetched, download, sha256_file
 from r1searcher.data.sources.registry import REGISTRY, Entry
+from r1searcher.files import write_atomic
 
 MANIFEST = "downloads/manifest.json"  # under downloads/, which resolve_dataset does not search
 
@@ -54,9 +55,7 @@ def read_manifest(root: Path) -> dict:
 def write_manifest(root: Path, man: dict) -> None:
     path = root / MANIFEST
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(man, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(man, indent=1, sort_keys=True) + "\n")
 
 
 def _plain(entry: Entry, root: Path, man: dict, force: bool) -> Fetched:

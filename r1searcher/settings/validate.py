@@ -1,0 +1,64 @@
+"""``validate(cfg)``: the checks between fields, run once when a config is loaded or derived.
+
+Each field's own checks (choices, bounds) run when its section is made (:mod:`.fields`); what is
+left here are combinations that cannot work, found at load instead of at first use, each as one
+line naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from r1searcher.settings.fields import ConfigError
+
+_LORA_LAYERS = re.compile(r"^(all|top:[1-9]\d*)$")
+
+
+def parse_hop_weights(text: str) -> dict[int, int]:
+    """``"1:1,2:3,3:1"`` → ``{1: 1, 2: 3, 3: 1}``: how many times each h-hop training question is
+    listed in the demo's stage-2 data (hops not named keep weight 1; weight 0 leaves them out).
+
+    Why the default leans on 2 hops: with the natural mix (40% 1-hop, 50% 2-hop, 10% 3-hop) four
+    stage-2 steps taught the policy to search once and answer (see BENCHMARKS.md, "Demo"):
+    on a 1-hop question one search is right, while on a 2-hop one a second search is where the
+    0.5B model most often loops to the length cap (format penalty −2), so one search and a guess
+    (reward 0) beats it in expectation until 2-hop questions dominate the groups."""
+    out: dict[int, int] = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        hop, _, w = part.partition(":")
+        try:
+            h, n = int(hop), int(w)
+        except ValueError:
+            raise ValueError(f"hop weights look like '1:1,2:3,3:1', got {text!r}") from None
+        if h < 1 or n < 0:
+            raise ValueError(f"hop weights need hops >= 1 and weights >= 0, got {part!r}")
+        out[h] = n
+    return out
+
+
+def _checks(cfg: Any) -> list[tuple[bool, str]]:
+    """(broken, one line naming the key) for every combination rule."""
+    r, t, m = cfg.rollout, cfg.train, cfg.model
+    return [
+        (not r.greedy and r.temperature == 0,
+         "rollout.temperature: must be > 0 when sampling (set rollout.greedy=true to decode greedily)"),
+        (t.eval_every > 0 and not t.eval_data,
+         f"train.eval_every: {t.eval_every} needs train.eval_data (a held-out QA file); or set train.eval_every=0"),
+        (t.drop_uniform_groups and r.n_samples == 1,
+         "train.drop_uniform_groups: with rollout.n_samples=1 every group is uniform and every step is dropped"),
+        (not _LORA_LAYERS.match(m.lora_layers),
+         f"model.lora_layers: must be 'all' or 'top:N' (N >= 1), got {m.lora_layers!r}"),
+    ]
+
+
+def validate(cfg: Any) -> Any:
+    """Raise :class:`ConfigError` with the first broken rule; return ``cfg`` (for chaining)."""
+    for broken, message in _checks(cfg):
+        if broken:
+            raise ConfigError(message)
+    try:
+        parse_hop_weights(cfg.demo.stage2_weights)
+    except ValueError as e:
+        raise ConfigError(f"demo.stage2_weights: {e}") from None
+    return cfg
