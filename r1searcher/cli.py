@@ -9,7 +9,7 @@ import sys
 
 import r1searcher
 import r1searcher.commands as _commands
-from r1searcher.errors import describe_error
+from r1searcher.util.errors import describe_error
 
 
 def _command_modules() -> list[tuple[str, object]]:

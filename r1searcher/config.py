@@ -44,7 +44,7 @@ __all__ = ["Config", "ConfigError", "DataConfig", "DemoSpec", "EvalConfig", "Mod
            "RewardConfig", "RolloutConfig", "ServerLimits", "TrainConfig", "WebConfig", "apply_overrides",
            "config_fields", "derive", "diff_configs", "load_config", "save_config", "validate"]
 
-MASK = "***"  # how a saved config shows a secret (r1searcher.retrieval.redact.MASK)
+MASK = "***"  # how a saved config shows a secret (r1searcher.util.redact.MASK)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     if config.getoption("--assume-bf16-cpu", default=False):
-        import r1searcher.models as models
+        import r1searcher.models.loading as models
 
         real = models.cpu_has_fast_bf16
         models.cpu_has_fast_bf16 = lambda cpuinfo=None: True if cpuinfo is None else real(cpuinfo)
@@ -48,14 +48,14 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def embedded_model_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct as a cached safetensors folder (converted once)."""
-    from r1searcher.models import ensure_embedded
+    from r1searcher.models.loading import ensure_embedded
 
     return ensure_embedded("smollm2")
 
 
 @pytest.fixture(scope="session")
 def smollm_tokenizer(embedded_model_dir):
-    from r1searcher.models import load_tokenizer
+    from r1searcher.models.loading import load_tokenizer
 
     return load_tokenizer(embedded_model_dir)
 

@@ -35,9 +35,9 @@ LAUNCHER = r"""
 import re, sys
 from r1searcher.cli import build_parser
 from r1searcher.commands import serve_agent
-from r1searcher.models import load_tokenizer
+from r1searcher.models.loading import load_tokenizer
 from r1searcher.rollout.steer import script_tokens
-from r1searcher.tags import ANSWER_CLOSE, ANSWER_OPEN, QUERY_CLOSE, QUERY_OPEN, THINK_CLOSE
+from r1searcher.rollout.tags import ANSWER_CLOSE, ANSWER_OPEN, QUERY_CLOSE, QUERY_OPEN, THINK_CLOSE
 
 args = build_parser().parse_args(["serve-agent", *sys.argv[1:]])
 tok = load_tokenizer(args.model)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from r1searcher.baselines import METHODS
-from r1searcher.tags import extract_answer
+from r1searcher.eval.baselines import METHODS
+from r1searcher.rollout.tags import extract_answer
 
 TEXTS = [
     "<think> x </think> <answer> Norland </answer>",

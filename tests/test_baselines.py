@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from r1searcher.baselines import METHODS, direct_prompt
+from r1searcher.eval.baselines import METHODS, direct_prompt
 from r1searcher.config import RetrievalConfig, RolloutConfig
 from r1searcher.retrieval.base import Passage
 from r1searcher.rollout.engine import RolloutEngine
 from r1searcher.rollout.steer import ScriptedSteer
-from r1searcher.tags import extract_answer
+from r1searcher.rollout.tags import extract_answer
 
 
 @pytest.mark.parametrize("reply, expected", [
@@ -66,8 +66,8 @@ def test_untrained_smollm2_reads_one_hop_answers_with_rag(tmp_path, embedded_mod
     import torch
 
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.evaluate import EvalSpec, evaluate_dataset
-    from r1searcher.models import load_policy
+    from r1searcher.eval.evaluate import EvalSpec, evaluate_dataset
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
 

@@ -1,4 +1,4 @@
-"""The low-level OpenAI-compatible chat client (``r1searcher.chat``) against a real loopback server:
+"""The low-level OpenAI-compatible chat client (``r1searcher.util.chat``) against a real loopback server:
 the request it sends, retries, its errors (label and hint), and that the judge and the web summariser
 both use it while it imports neither."""
 
@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from r1searcher import chat as chat_mod
-from r1searcher.chat import ChatClient, ChatError
+from r1searcher.util import chat as chat_mod
+from r1searcher.util.chat import ChatClient, ChatError
 
 
 class Server:
@@ -106,7 +106,7 @@ def test_bad_settings_are_refused() -> None:
 
 
 def test_the_judge_and_the_summariser_share_it(server: Server, tmp_path) -> None:
-    from r1searcher.judge import Judge, JudgeError
+    from r1searcher.eval.judge import Judge, JudgeError
 
     server.replies = [(400, {"error": "bad"})]
     with Judge(server.url, "m", cache_path=tmp_path / "j.sqlite") as judge:
@@ -119,11 +119,11 @@ def test_the_judge_and_the_summariser_share_it(server: Server, tmp_path) -> None
 def test_chat_and_the_summariser_do_not_import_the_judge() -> None:
     """The web summariser is retrieval, a lower layer than evaluation: it must not load the judge."""
     code = ("import sys\n"
-            "from r1searcher.retrieval.summarize import Summarizer\n"
-            "from r1searcher.retrieval.web import WebConfig\n"
+            "from r1searcher.retrieval.web.summarize import Summarizer\n"
+            "from r1searcher.retrieval.web.search import WebConfig\n"
             "s = Summarizer(WebConfig(summary_base_url='http://127.0.0.1:9/v1', summary_model='m'), None)\n"
             "s.close()\n"
             "print(sorted(m for m in sys.modules if m.startswith('r1searcher.')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     loaded = out.strip()
-    assert "r1searcher.chat" in loaded and "r1searcher.judge" not in loaded
+    assert "r1searcher.util.chat" in loaded and "r1searcher.eval.judge" not in loaded

@@ -42,7 +42,7 @@ def test_model_path_accepts_run_checkpoint_and_adapter_folders(tmp_path):
     """`eval --model` takes what training leaves: a run, one of its checkpoints, or the model folder."""
     import pytest
 
-    from r1searcher.models import resolve_model_path
+    from r1searcher.models.loading import resolve_model_path
 
     run = tmp_path / "run"
     for step in (2, 10):

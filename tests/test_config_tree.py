@@ -309,16 +309,17 @@ def test_config_show_prints_the_resolved_tree(capsys, clean_env):
 
 # ----------------------------------------------------------------------- one definition of each knob
 def test_the_old_names_are_the_tree_sections():
-    from r1searcher.retrieval import server_limits, web
-    from r1searcher.retrieval.providers import PROVIDERS
+    from r1searcher.retrieval import server_limits
+    from r1searcher.retrieval.web import search as web
+    from r1searcher.retrieval.web.providers import PROVIDERS
 
     assert server_limits.ServerLimits is ServerLimits and web.WebConfig is WebConfig
     from r1searcher.settings.web import PROVIDERS as KNOWN
 
     assert tuple(PROVIDERS) == KNOWN
-    from r1searcher.baselines import METHODS
+    from r1searcher.eval.baselines import METHODS
     from r1searcher.config import MASK
-    from r1searcher.retrieval.redact import MASK as REDACT_MASK
+    from r1searcher.util.redact import MASK as REDACT_MASK
     from r1searcher.settings.evaluation import METHODS as EVAL_METHODS
 
     assert tuple(METHODS) == EVAL_METHODS and MASK == REDACT_MASK

@@ -94,7 +94,7 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
 def test_hop_weights_parse_and_refuse_nonsense():
     import pytest
 
-    from r1searcher.demo import parse_hop_weights
+    from r1searcher.demo.run import parse_hop_weights
 
     assert parse_hop_weights("1:1, 2:3,3:0") == {1: 1, 2: 3, 3: 0}
     assert parse_hop_weights("") == {}
@@ -104,7 +104,7 @@ def test_hop_weights_parse_and_refuse_nonsense():
 
 
 def test_behaviour_rows_count_searches_and_score_by_search_count():
-    from r1searcher.demo_report import behaviour_rows
+    from r1searcher.report.demo import behaviour_rows
 
     rows = [{"hops": 2, "n_searches": 1, "stop_reason_final": "answer", "f1": 0.0},
             {"hops": 2, "n_searches": 2, "stop_reason_final": "answer", "f1": 1.0},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from r1searcher.config import ConfigError, DemoSpec, diff_configs
-from r1searcher.demo import STAGE1_DONE, demo_config, stage_budget_minutes, stage_config
+from r1searcher.demo.run import STAGE1_DONE, demo_config, stage_budget_minutes, stage_config
 
 DATA = {"train1": "t1.jsonl", "train2": "t2.jsonl", "monitor": "m.jsonl", "n_monitor": 8, "train": "t1.jsonl",
         "index": "idx"}

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from r1searcher.data.qa import QARecord
-from r1searcher.evaluate import prediction_row, summarize
-from r1searcher.metrics import (
+from r1searcher.eval.evaluate import prediction_row, summarize
+from r1searcher.eval.metrics import (
     SCORES,
     aggregate,
     aggregate_sums,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from r1searcher.baselines import (
+from r1searcher.eval.baselines import (
     DIRECT_MAX_TOKENS,
     METHODS,
     NAIVE_INSTRUCTION,
@@ -22,7 +22,7 @@ from r1searcher.baselines import (
 )
 from r1searcher.config import RetrievalConfig, RolloutConfig
 from r1searcher.data.qa import QARecord
-from r1searcher.evaluate import EvalSpec, evaluate_dataset, prediction_row, run_method
+from r1searcher.eval.evaluate import EvalSpec, evaluate_dataset, prediction_row, run_method
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.bm25 import BM25Index
 from r1searcher.rollout.engine import RolloutEngine
@@ -158,7 +158,7 @@ def test_a_new_method_needs_no_change_in_evaluate():
         def answer(self, t) -> str:
             return t.text.upper()
 
-    import r1searcher.baselines as b
+    import r1searcher.eval.baselines as b
 
     b.METHODS["shout"] = Shout("shout")  # type: ignore[index]
     try:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from r1searcher import cli
-from r1searcher.eval_report import collect, markdown_table, write_eval_report
+from r1searcher.report.evaluation import collect, markdown_table, write_eval_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ import pytest
 from r1searcher import cli
 from r1searcher.config import RetrievalConfig, RolloutConfig
 from r1searcher.data.synthetic import generate_world
-from r1searcher.evaluate import EvalSpec, evaluate_dataset, read_done
+from r1searcher.eval.evaluate import EvalSpec, evaluate_dataset, read_done
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.bm25 import BM25Index
 

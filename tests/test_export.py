@@ -9,14 +9,14 @@ import torch
 
 from r1searcher.cli import main
 from r1searcher.config import ModelConfig
-from r1searcher.models import apply_lora, load_policy
+from r1searcher.models.loading import apply_lora, load_policy
 from r1searcher.rl.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def trained_demo(tmp_path_factory, embedded_model_dir):
     """A demo-shaped folder whose stage-2 run holds a real SmolLM2 LoRA checkpoint (non-zero B)."""
-    from r1searcher.models import load_tokenizer
+    from r1searcher.models.loading import load_tokenizer
 
     root = tmp_path_factory.mktemp("demo")
     model, _ = load_policy(ModelConfig(name="smollm2", dtype="float32"))

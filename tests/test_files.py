@@ -1,4 +1,4 @@
-"""The one JSONL reader, appender and atomic writer (:mod:`r1searcher.files`): damaged lines are
+"""The one JSONL reader, appender and atomic writer (:mod:`r1searcher.util.files`): damaged lines are
 reported with ``file:line``, a torn last line is reported or cut off, appends are all or nothing,
 and an atomic write that fails (a full disk, data that raises midway) leaves the old file whole."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from r1searcher.files import Damaged, append_bytes, append_jsonl, encode_jsonl, read_jsonl, write_atomic
+from r1searcher.util.files import Damaged, append_bytes, append_jsonl, encode_jsonl, read_jsonl, write_atomic
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -63,7 +63,7 @@ def test_a_torn_last_line_is_reported_and_left_in_place(tmp_path):
 
 def test_a_torn_last_line_is_cut_off_when_repaired(tmp_path, caplog):
     p = _write(tmp_path / "a.jsonl", b'{"a": 1}\n\n{"a": 2, "b')
-    with caplog.at_level(logging.WARNING, logger="r1searcher.files"):
+    with caplog.at_level(logging.WARNING, logger="r1searcher.util.files"):
         got = read_jsonl(p, on_torn="repair")
     assert got.values() == [{"a": 1}] and not got.damaged  # repaired: not a damaged line any more
     assert got.torn is not None and got.torn.line == 3
@@ -213,7 +213,7 @@ def test_a_full_disk_leaves_no_torn_appended_line(full_disk):
 
 
 def test_iter_jsonl_streams_values_and_damaged_lines_in_line_order(tmp_path):
-    from r1searcher.files import iter_jsonl
+    from r1searcher.util.files import iter_jsonl
 
     p = _write(tmp_path / "a.jsonl", b'{"a": 1}\n\n[2]\nnope\n{"a": 5}')
     got = list(iter_jsonl(p, objects=False))
@@ -257,7 +257,7 @@ def test_qa_files_report_a_torn_last_line_and_keep_the_rest(tmp_path):
 
 
 def test_eval_rows_report_damaged_and_incomplete_lines_in_line_order(tmp_path):
-    from r1searcher.evaluate import ROW_FIELDS, read_done
+    from r1searcher.eval.evaluate import ROW_FIELDS, read_done
 
     row = {k: 0 for k in ROW_FIELDS}
     p = _write(tmp_path / "predictions.jsonl", b"\n".join([

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from r1searcher import cli
-from r1searcher import chat as chat_mod
-from r1searcher.judge import (
+from r1searcher.util import chat as chat_mod
+from r1searcher.eval.judge import (
     JUDGE_PROMPT,
     Judge,
     JudgeCache,

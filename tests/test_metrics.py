@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from r1searcher import cli
-from r1searcher.judge import parse_verdict
-from r1searcher.metrics import (
+from r1searcher.eval.judge import parse_verdict
+from r1searcher.eval.metrics import (
     aggregate,
     bool_mapping,
     cover_exact_match,

@@ -25,8 +25,9 @@ CACHE_VARS = ("R1SEARCHER_CACHE_DIR", "R1SEARCHER_CACHE", "R1SEARCHER_JUDGE_CACH
 SHOW_CACHES = textwrap.dedent(
     """
     import json
-    from r1searcher import judge, models
-    from r1searcher.retrieval import webcache
+    from r1searcher.eval import judge
+    from r1searcher.models import loading as models
+    from r1searcher.retrieval.web import cache as webcache
     print(json.dumps({"models": str(models.cache_root()), "judge": str(judge.default_cache_path()),
                       "web": str(webcache.WebCache().path)}))
     """
@@ -44,9 +45,10 @@ def _under(path: str | Path, root: Path) -> bool:
 
 
 def test_every_cache_lies_under_r1searcher_cache_dir(tmp_path, monkeypatch, clean_cache_env):
-    from r1searcher import judge, models
+    from r1searcher.eval import judge
+    from r1searcher.models import loading as models
     from r1searcher.config import load_config
-    from r1searcher.retrieval.webcache import WebCache
+    from r1searcher.retrieval.web.cache import WebCache
     from r1searcher.retrieval.index import open_retriever
 
     root = tmp_path / "cache"

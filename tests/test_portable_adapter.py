@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from r1searcher.config import ModelConfig
-from r1searcher.models import adapter_base, apply_lora, load_policy
+from r1searcher.models.loading import adapter_base, apply_lora, load_policy
 
 
 def test_adapter_base_maps_a_foreign_cache_folder_to_the_embedded_name(tmp_path):
@@ -35,7 +35,7 @@ def test_an_adapter_saved_elsewhere_loads_with_its_weights(tmp_path, embedded_mo
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = "/another/machine/.cache/r1searcher/models/" + embedded_model_dir.name
     cfg_path.write_text(json.dumps(cfg))
-    from r1searcher.models import load_tokenizer
+    from r1searcher.models.loading import load_tokenizer
 
     load_tokenizer(embedded_model_dir).save_pretrained(folder)
     loaded, _ = load_policy(ModelConfig(name=str(folder), dtype="float32"))

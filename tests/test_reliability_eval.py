@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from r1searcher.cli import main
-from r1searcher.evaluate import read_done
+from r1searcher.eval.evaluate import read_done
 from tests.test_retrieval_server import free_port
 from tests.test_trainer_loop import write_tiny_run
 
@@ -278,7 +278,7 @@ def test_a_full_disk_names_the_file(tiny, tmp_path, capsys, which):
         assert sorted(p.name for p in (disk / "ev" / "qa").iterdir()) == [".lock", "config.yaml", "metrics.json",
                                                                          "predictions.jsonl", "run.json"]
         rows, damaged = [], []
-        from r1searcher.evaluate import read_done
+        from r1searcher.eval.evaluate import read_done
 
         rows = read_done(disk / "ev" / "qa" / "predictions.jsonl", damaged)
         assert not damaged and len(rows) == (2 if which == "predictions.jsonl" else 6)  # no torn line left

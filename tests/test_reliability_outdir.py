@@ -113,7 +113,7 @@ def test_rebuilds_replace_an_index_of_ours_and_an_empty_folder_is_filled(corpus,
 
 
 def test_a_folder_that_gains_user_files_during_the_build_is_not_replaced(passages, tmp_path):
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
+    from r1searcher.retrieval.tantivy.build import build_tantivy
 
     out = tmp_path / "idx"
     out.mkdir()
@@ -130,7 +130,7 @@ def test_a_folder_that_gains_user_files_during_the_build_is_not_replaced(passage
 
 
 def test_save_and_bench_folders_follow_the_rule(passages, tmp_path):
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
+    from r1searcher.retrieval.tantivy.build import build_tantivy
     from r1searcher.retrieval.index import build_index
 
     ix = build_index(passages, "bm25", engine="tantivy")
@@ -184,7 +184,7 @@ def test_corpus_build_refuses_to_replace_an_input_or_a_file_it_did_not_write(tmp
 
 
 def test_check_replaceable_edges(tmp_path):
-    from r1searcher.outdir import NotOursError, check_replaceable, replace_dir
+    from r1searcher.util.outdir import NotOursError, check_replaceable, replace_dir
     from r1searcher.retrieval.manifest import is_index_dir
 
     (tmp_path / "real").mkdir()
@@ -230,7 +230,7 @@ def _flip_same_size(f: Path) -> None:
 
 
 def test_same_size_corruption_is_caught_by_the_checksum(passages, tmp_path, capsys):
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
+    from r1searcher.retrieval.tantivy.build import build_tantivy
 
     d = tmp_path / "idx"
     build_tantivy(passages, d, shard_size=30)
@@ -250,7 +250,7 @@ def test_same_size_corruption_is_caught_by_the_checksum(passages, tmp_path, caps
 
 
 def test_same_size_corruption_of_the_passage_store_is_caught(passages, tmp_path):
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
+    from r1searcher.retrieval.tantivy.build import build_tantivy
 
     d = tmp_path / "idx"
     build_tantivy(passages, d)
@@ -261,7 +261,7 @@ def test_same_size_corruption_of_the_passage_store_is_caught(passages, tmp_path)
 
 
 def test_a_resumed_build_drops_a_kept_shard_whose_contents_changed(passages, tmp_path, capsys):
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus
+    from r1searcher.retrieval.tantivy.build import build_tantivy, stream_corpus
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(passage_line(p) for p in passages), encoding="utf-8")
@@ -295,7 +295,7 @@ def test_a_huge_passage_keeps_the_build_within_its_memory_budget(passages, tmp_p
     code = (
         "import sys\n"
         "from r1searcher.cli import main\n"
-        "from r1searcher.retrieval.bm25_tantivy_build import peak_rss\n"
+        "from r1searcher.retrieval.tantivy.build import peak_rss\n"
         f"rc = main(['index', 'build', '--corpus', {str(corpus)!r}, '--out', {str(out)!r}, '--engine', 'tantivy', "
         "'--max-memory', '256M'])\n"
         "print('PEAK', peak_rss())\n"
@@ -311,8 +311,8 @@ def test_a_huge_passage_keeps_the_build_within_its_memory_budget(passages, tmp_p
 
 
 def test_a_long_passage_given_directly_is_indexed_by_its_start_and_stored_whole(passages, tmp_path, capsys):
-    from r1searcher.retrieval.bm25_tantivy import TantivyBM25
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, max_passage_bytes, parse_size
+    from r1searcher.retrieval.tantivy.reader import TantivyBM25
+    from r1searcher.retrieval.tantivy.build import build_tantivy, max_passage_bytes, parse_size
 
     limit = max_passage_bytes(parse_size("256M"))
     long = Passage(id="long", title="Long", text="zebra " + "lorem " * (limit // 6 + 1000) + "quokka")

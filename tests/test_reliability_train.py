@@ -42,7 +42,7 @@ def _truncate(f: Path, keep: float = 0.5) -> None:
 
 @pytest.mark.parametrize("damage", ["model/adapter_model.safetensors", "optimizer.pt", "rng_rank0.pt", "state.json"])
 def test_damaged_latest_checkpoint_is_named_and_the_intact_one_taken_on_request(tmp_path, smollm_tokenizer, damage):
-    from r1searcher.models import apply_lora
+    from r1searcher.models.loading import apply_lora
 
     model = apply_lora(make_tiny_causal_lm(smollm_tokenizer, seed=0, hidden=32), r=4, alpha=8)
     _save(tmp_path, 2, model, smollm_tokenizer)

@@ -19,8 +19,8 @@ import pytest
 from r1searcher.data.synthetic import generate_world
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.bm25 import BM25Index
-from r1searcher.retrieval.bm25_tantivy import MIN_DEPTH, TantivyBM25
-from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, default_shard_size, parse_size, stream_corpus
+from r1searcher.retrieval.tantivy.reader import MIN_DEPTH, TantivyBM25
+from r1searcher.retrieval.tantivy.build import build_tantivy, default_shard_size, parse_size, stream_corpus
 from r1searcher.retrieval.corpus import passage_line
 from r1searcher.retrieval.index import build_index, load_index
 
@@ -220,7 +220,7 @@ def test_memory_flag_is_honoured_on_a_corpus_larger_than_it(tmp_path):
     code = (
         "import sys\n"
         "from r1searcher.cli import main\n"
-        "from r1searcher.retrieval.bm25_tantivy_build import peak_rss\n"
+        "from r1searcher.retrieval.tantivy.build import peak_rss\n"
         f"rc = main(['index', 'build', '--corpus', {str(corpus)!r}, '--out', {str(out)!r}, '--engine', 'tantivy', "
         f"'--max-memory', '160M'])\n"
         "print('PEAK', peak_rss())\n"

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from r1searcher.asgi_body import ClientGone
+from r1searcher.util.asgi_body import ClientGone
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.server_batcher import MicroBatcher, RequestTimeout, ServerStats
 from r1searcher.retrieval.server_limits import ServerLimits

@@ -16,29 +16,12 @@ from test_web_world import clean_env, world  # noqa: F401  (fixtures: the loopba
 from r1searcher.retrieval.base import Passage, check_batch
 from r1searcher.retrieval.check import RetrieverCheckError, check_retriever
 from r1searcher.retrieval.index import load_index, save_index
+from tests.test_retrieval_dense import FACTS as DENSE_FACTS
 from tests.test_retrieval_server import ThreadServer
 
+# the dense tests' passages (one changed), then exact duplicates under other ids
 FACTS = [
-    ("Paris", "Paris is the capital and most populous city of France."),
-    ("Berlin", "Berlin is the capital and largest city of Germany."),
-    ("Tokyo", "Tokyo is the capital of Japan and its largest city."),
-    ("Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower in Paris."),
-    ("Mount Fuji", "Mount Fuji is the highest mountain in Japan."),
-    ("Seine", "The Seine is a river that flows through Paris."),
-    ("Amazon River", "The Amazon is the largest river in South America by discharge."),
-    ("Sahara", "The Sahara is the largest hot desert in the world, in North Africa."),
-    ("Photosynthesis", "Photosynthesis is how plants turn sunlight, water and carbon dioxide into sugar."),
-    ("Penicillin", "Penicillin was discovered by Alexander Fleming in 1928."),
-    ("Moon landing", "Apollo 11 landed the first humans on the Moon in July 1969."),
-    ("Beethoven", "Ludwig van Beethoven was a German composer of the Classical era."),
-    ("Python", "Python is a programming language created by Guido van Rossum."),
-    ("Honey bee", "Honey bees collect nectar from flowers and make honey in hives."),
-    ("Everest", "Mount Everest is Earth's highest mountain above sea level, in the Himalayas."),
-    ("Chess", "Chess is a board game for two players on a checkered board of 64 squares."),
-    ("Volcano", "A volcano is a rupture in the crust where lava and ash escape."),
-    ("Olympics", "The modern Olympic Games began in Athens in 1896."),
-    ("Coffee", "Coffee is a drink brewed from roasted coffee beans."),
-    ("Glacier", "A glacier is a persistent body of dense ice that moves under its own weight."),
+    *((t, x) if t != "Tokyo" else (t, "Tokyo is the capital of Japan and its largest city.") for t, x in DENSE_FACTS),
     # exact duplicates under other ids: ties that only a deterministic order breaks the same way
     ("Paris", "Paris is the capital and most populous city of France."),
     ("Mount Fuji", "Mount Fuji is the highest mountain in Japan."),
@@ -78,7 +61,7 @@ def _build(name: str, passages: list[Passage], built: dict):
     if name == "bm25":
         return BM25Index.build(passages)
     if name == "tantivy":
-        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+        from r1searcher.retrieval.tantivy.reader import TantivyBM25
 
         return TantivyBM25.build(passages)
     from r1searcher.retrieval.dense import DenseIndex

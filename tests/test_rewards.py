@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from r1searcher.config import RewardConfig
-from r1searcher.rewards import compute_reward, stage1_reward, stage2_reward
+from r1searcher.rl.rewards import compute_reward, stage1_reward, stage2_reward
 from r1searcher.rollout.trajectory import Trajectory
 
 Q = "<|begin_of_query|> {} <|end_of_query|>"
@@ -168,7 +168,7 @@ def test_found_bonus_pays_the_search_that_found_the_answer_not_the_guess():
 
 
 def test_answer_found_needs_whole_words_inside_documents():
-    from r1searcher.rewards import answer_found
+    from r1searcher.rl.rewards import answer_found
 
     assert answer_found(search(), ["maren  ODUYA."])  # normalised
     assert not answer_found(search(), ["Oduy"])  # part of a word
@@ -180,7 +180,7 @@ def test_answer_found_needs_whole_words_inside_documents():
 
 
 def test_answer_in_text_is_the_metrics_rule_for_retrieved_text():
-    from r1searcher.metrics import answer_in_text
+    from r1searcher.eval.metrics import answer_in_text
 
     assert answer_in_text("(1) Born in Recalethstan, 1944.", "recalethstan")
     assert not answer_in_text("(1) Born in Recalethstan.", ["Recaleth"]) and not answer_in_text("no yes", [False, "yes"])

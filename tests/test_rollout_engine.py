@@ -18,7 +18,7 @@ from r1searcher.retrieval.bm25 import BM25Index
 from r1searcher.rollout.engine import RolloutEngine
 from r1searcher.rollout.steer import ScriptedSteer, script_tokens
 from r1searcher.rollout.stops import document_block
-from r1searcher.tags import ANSWER_CLOSE, ANSWER_OPEN, QUERY_CLOSE, QUERY_OPEN, THINK_CLOSE, FormatCounts
+from r1searcher.rollout.tags import ANSWER_CLOSE, ANSWER_OPEN, QUERY_CLOSE, QUERY_OPEN, THINK_CLOSE, FormatCounts
 
 WORDS = ["alpha", "beta", "gamma", "delta", "river", "castle", "founder", "born", "city", "north"]
 
@@ -339,7 +339,7 @@ def test_embedded_model_forced_searches_logprobs_and_masks(embedded_model_dir, i
     """The real SmolLM2-135M: two forced searches per row, few-shot prompt (shared prefix), sampled
     tokens afterwards; log-probs match a fresh forward pass, masks cover exactly the blocks."""
     from r1searcher.config import ModelConfig
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
 
     # fp32 pinned: this compares for equality, and dtype=auto picks bf16 on AMX / AVX512-BF16 CPUs,
     # where the two paths round differently (test_embedded_model_bf16_logprobs_within_measured_bound)
@@ -371,7 +371,7 @@ def test_embedded_model_bf16_logprobs_within_measured_bound(embedded_model_dir, 
     trainer's own forward (``batched_logprobs``, the ``recompute_old_logprobs`` path) agree within
     the measured bf16 tolerance, and far from it in fp32."""
     from r1searcher.config import ModelConfig
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.rl.logprobs import collate
     from r1searcher.rl.trainer import batched_logprobs
 

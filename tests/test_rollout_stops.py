@@ -6,7 +6,7 @@ import pytest
 
 from r1searcher.retrieval.base import Passage
 from r1searcher.rollout.stops import StopMatcher, block_lead, document_block
-from r1searcher.tags import QUERY_CLOSE, FormatCounts
+from r1searcher.rollout.tags import QUERY_CLOSE, FormatCounts
 
 
 def test_text_stop_in_the_middle_of_a_turn(smollm_tokenizer):

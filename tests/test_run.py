@@ -13,7 +13,7 @@ import torch
 
 from r1searcher.config import TrainConfig, load_config
 from r1searcher.rl.run import QuestionSampler, Run, lr_factor
-from r1searcher.runs import checkpoint_state, latest_checkpoint
+from r1searcher.models.runs import checkpoint_state, latest_checkpoint
 from tests.test_trainer_loop import write_tiny_run
 
 

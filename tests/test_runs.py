@@ -1,4 +1,4 @@
-"""The run folder's layout (``r1searcher/runs.py``): which checkpoints a run has, the latest, which
+"""The run folder's layout (``r1searcher/models/runs.py``): which checkpoints a run has, the latest, which
 folder holds the weights to load, and a checkpoint's ``state.json``; and opening the retriever a
 config names (``retrieval/index.open_retriever``). Real folders, a real BM25 index."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from r1searcher.config import load_config
-from r1searcher.runs import CheckpointError, checkpoint_dirs, checkpoint_state, latest_checkpoint, resolve_model_dir
+from r1searcher.models.runs import CheckpointError, checkpoint_dirs, checkpoint_state, latest_checkpoint, resolve_model_dir
 
 
 def _checkpoint(run: Path, step: int, *, adapter: bool = False) -> Path:

@@ -1,7 +1,7 @@
 from types import SimpleNamespace
 
 from r1searcher.data.qa import QARecord
-from r1searcher.select_data import label, score_rollouts
+from r1searcher.eval.select_data import label, score_rollouts
 
 
 def test_labels_follow_the_paper_thresholds():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from r1searcher.config import load_config
-from r1searcher.models import cpu_has_fast_bf16, pick_dtype
+from r1searcher.models.loading import cpu_has_fast_bf16, pick_dtype
 from r1searcher.rl.heldout import summarize_sums
 from r1searcher.rl.stopping import parse_conditions, should_stop
 
@@ -65,7 +65,7 @@ def test_bf16_base_with_fp32_lora_matches_fp32_within_tolerance(smollm_tokenizer
     """What ``auto`` runs on an AMX CPU (frozen base in bf16, LoRA adapters in fp32) gives the same
     token log-probs and LoRA gradients as fp32, within bf16's precision."""
     from conftest import make_tiny_causal_lm
-    from r1searcher.models import apply_lora
+    from r1searcher.models.loading import apply_lora
     from r1searcher.rl.logprobs import collate, token_logprobs
     from r1searcher.rollout.trajectory import Trajectory
 
@@ -102,7 +102,7 @@ def test_training_stops_when_the_goal_holds_and_evaluates_the_heldout_slice(tmp_
     from test_trainer_loop import write_tiny_run
 
     from r1searcher.rl.trainer import train
-    from r1searcher.runs import latest_checkpoint
+    from r1searcher.models.runs import latest_checkpoint
 
     d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=6, eval_every=2, eval_limit=3,
                        stop_when="searches_per_trajectory>=0", stop_window=3)
@@ -130,7 +130,7 @@ def test_progress_bar_counts_the_time_budget(tmp_path, smollm_tokenizer, one_thr
 
 
 def test_demo_skips_stage1_only_when_the_untrained_model_searches_and_answers(tmp_path):
-    from r1searcher.demo import format_holds
+    from r1searcher.demo.run import format_holds
 
     def preds(rows):
         p = tmp_path / f"p{len(list(tmp_path.iterdir()))}.jsonl"
@@ -179,7 +179,7 @@ def test_a_resume_that_has_no_time_for_a_step_takes_none(tmp_path, smollm_tokeni
     from test_trainer_loop import write_tiny_run
 
     from r1searcher.rl.trainer import train
-    from r1searcher.runs import latest_checkpoint
+    from r1searcher.models.runs import latest_checkpoint
 
     d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=3, save_every=1)
     run = tmp_path / "run"

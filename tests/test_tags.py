@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from r1searcher.tags import (
+from r1searcher.rollout.tags import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
     DOCS_CLOSE,

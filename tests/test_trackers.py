@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from r1searcher import tags
-from r1searcher.trackers import Trackers, flatten, parse_report_to
+from r1searcher.rollout import tags
+from r1searcher.rl.trackers import Trackers, flatten, parse_report_to
 
 REPO = Path(__file__).resolve().parents[1]
 

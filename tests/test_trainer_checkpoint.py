@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from r1searcher.rl.checkpoint import load_checkpoint, save_checkpoint
-from r1searcher.runs import checkpoint_dirs, latest_checkpoint, resolve_model_dir
+from r1searcher.models.runs import checkpoint_dirs, latest_checkpoint, resolve_model_dir
 from tests.conftest import make_tiny_causal_lm
 
 
@@ -31,7 +31,7 @@ def _train_a_bit(model, opt, sched, steps=2):
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_round_trip_restores_everything(tmp_path, smollm_tokenizer, lora):
-    from r1searcher.models import apply_lora
+    from r1searcher.models.loading import apply_lora
 
     def build():
         m = make_tiny_causal_lm(smollm_tokenizer, seed=0, hidden=32)

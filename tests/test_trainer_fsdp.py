@@ -27,7 +27,7 @@ WORKER = textwrap.dedent(
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from transformers import AutoModelForCausalLM
     from r1searcher.config import TrainConfig
-    from r1searcher.models import apply_lora
+    from r1searcher.models.loading import apply_lora
     from r1searcher.rl import distributed as D
     from r1searcher.rl.parallel import Parallel
     from r1searcher.rl.trainer import policy_update
@@ -130,6 +130,6 @@ def test_sharded_loop_checkpoints_and_resumes_exactly(tmp_path, smollm_tokenizer
     for k in a:
         assert torch.equal(a[k], b[k]), k
     # a sharded checkpoint is an ordinary one: it loads into an unsharded model
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
 
     load_policy(path=str(ckpt("full", 3) / "model"))

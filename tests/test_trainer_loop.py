@@ -44,7 +44,7 @@ QUESTIONS = [
 #: the other samples are drawn freely by the random model (reward 0): groups are not uniform.
 STEER = textwrap.dedent(
     """
-    from r1searcher.models import load_tokenizer
+    from r1searcher.models.loading import load_tokenizer
     from r1searcher.rollout.steer import ScriptedSteer, script_tokens, search_script
 
     def make_steer(model_dir):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from r1searcher.report import load_log, smooth, write_report
+from r1searcher.report.training import load_log, smooth, write_report
 
 
 def _fake_run(run, steps=12):

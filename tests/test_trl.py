@@ -28,9 +28,9 @@ from r1searcher.integrations.trl import (  # noqa: E402
 )
 from r1searcher.retrieval.base import Passage  # noqa: E402
 from r1searcher.retrieval.bm25 import BM25Index  # noqa: E402
-from r1searcher.rewards import stage1_reward as plain_stage1  # noqa: E402
+from r1searcher.rl.rewards import stage1_reward as plain_stage1  # noqa: E402
 from r1searcher.rollout.steer import ScriptedSteer, script_tokens, search_script  # noqa: E402
-from r1searcher.tags import DOCS_CLOSE, DOCS_OPEN  # noqa: E402
+from r1searcher.rollout.tags import DOCS_CLOSE, DOCS_OPEN  # noqa: E402
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from r1searcher import tags
+from r1searcher.rollout import tags
 from r1searcher.config import RewardConfig
 from r1searcher.rollout.stops import document_block
 from r1searcher.rollout.trajectory import Trajectory
@@ -72,7 +72,7 @@ def write_demo_like(out: Path, steps: int = 12, per_step: int = 4, eval_question
     """A folder like ``runs/demo``: stage1/ (samples.jsonl, log.jsonl, config.yaml), before/iterative/, after/rl/."""
     from r1searcher.data.qa import QARecord
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.evaluate import prediction_row, summarize
+    from r1searcher.eval.evaluate import prediction_row, summarize
 
     rng = random.Random(seed)
     world = generate_world(60, seed)
@@ -89,7 +89,7 @@ def write_demo_like(out: Path, steps: int = 12, per_step: int = 4, eval_question
                 q = rng.choice(world.train)
                 passages, answer, think = _behave(q, by_id, titles, rng, skill=step / steps)
                 tr = make_traj(q.question, passages, answer, think, rng, group=k // 2, sample=k % 2)
-                from r1searcher.rewards import compute_reward
+                from r1searcher.rl.rewards import compute_reward
 
                 r, _ = compute_reward(tr, q.answers, cfg)
                 rewards.append(r)
@@ -207,7 +207,7 @@ def test_view_command_writes_the_page(tmp_path, capsys):
 
 
 def test_demo_report_links_the_viewer(tmp_path):
-    from r1searcher.demo_report import write_report
+    from r1searcher.report.demo import write_report
 
     demo = write_demo_like(tmp_path / "demo", steps=2, eval_questions=3)
     m = {w: {k: json.loads((demo / w / k / "metrics.json").read_text())} for w, k in (("before", "iterative"), ("after", "rl"))}

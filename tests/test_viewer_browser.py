@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from r1searcher import tags
+from r1searcher.rollout import tags
 from r1searcher.viewer.page import write_viewer
 from test_viewer import embedded, write_demo_like
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from r1searcher import tags
+from r1searcher.rollout import tags
 from r1searcher.viewer.page import render_html, write_viewer
 from r1searcher.viewer.records import doc_spans, load_rows
 from test_viewer import embedded, write_demo_like

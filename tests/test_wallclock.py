@@ -1,4 +1,4 @@
-"""The wall clock of a resumable job (:mod:`r1searcher.wallclock`): earlier invocations count, the
+"""The wall clock of a resumable job (:mod:`r1searcher.util.wallclock`): earlier invocations count, the
 file is rewritten atomically, and an unreadable record is one clear error."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from r1searcher.wallclock import WallClock
+from r1searcher.util.wallclock import WallClock
 
 
 def test_invocations_add_up_and_the_file_is_whole_after_each(tmp_path):

@@ -12,10 +12,10 @@ import pytest
 from test_web_world import KEY, KEY_HEADERS, Request, World, _json, clean_env, html_page, start_world, world  # noqa: F401
 
 from r1searcher.retrieval.base import Passage, Retriever, RetrieverError
-from r1searcher.retrieval.providers import PROVIDERS, RateLimiter, RetryPolicy, SearchClient, get_provider
-from r1searcher.retrieval.summarize import SUMMARY_PROMPT, parse_summary
-from r1searcher.retrieval.web import WebConfig, WebRetriever, chunk_text, cut_tail, html_to_text
-from r1searcher.retrieval.webcache import WebCache
+from r1searcher.retrieval.web.providers import PROVIDERS, RateLimiter, RetryPolicy, SearchClient, get_provider
+from r1searcher.retrieval.web.summarize import SUMMARY_PROMPT, parse_summary
+from r1searcher.retrieval.web.search import WebConfig, WebRetriever, chunk_text, cut_tail, html_to_text
+from r1searcher.retrieval.web.cache import WebCache
 
 TURING = html_page(
     "Alan Turing - Wikipedia",
@@ -448,7 +448,7 @@ def test_connect_time_guard_refuses_what_a_name_resolves_to():
     the request check cannot reach loopback)."""
     import httpcore
 
-    from r1searcher.retrieval.urlguard import BLOCKED_MARK, PublicOnlyBackend
+    from r1searcher.retrieval.web.urlguard import BLOCKED_MARK, PublicOnlyBackend
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -468,7 +468,7 @@ def test_connect_time_guard_refuses_what_a_name_resolves_to():
     ("8.8.8.8", None), ("2001:4860:4860::8888", None), ("en.wikipedia.org", None),
 ])
 def test_which_hosts_are_refused(host, problem):
-    from r1searcher.retrieval.urlguard import BlockedURL, check_host
+    from r1searcher.retrieval.web.urlguard import BlockedURL, check_host
 
     if problem is None:
         check_host(host, resolve=False)

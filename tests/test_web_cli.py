@@ -111,7 +111,7 @@ def test_ask_web_builds_the_web_retriever_from_the_environment(world, monkeypatc
 
     from r1searcher.commands._common import open_retriever as _retriever
     from r1searcher.config import load_config
-    from r1searcher.retrieval.web import WebRetriever
+    from r1searcher.retrieval.web.search import WebRetriever
 
     _env(monkeypatch, world, "bing")
     populate(world)

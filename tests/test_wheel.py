@@ -44,8 +44,10 @@ TRAIN_YAML = textwrap.dedent(
 SHOW_CACHES = textwrap.dedent(
     """
     import json
-    from r1searcher import judge, models, paths
-    from r1searcher.retrieval.webcache import WebCache
+    from r1searcher import paths
+    from r1searcher.eval import judge
+    from r1searcher.models import loading as models
+    from r1searcher.retrieval.web.cache import WebCache
     web = WebCache()
     web.close()
     print(json.dumps({"models": str(models.cache_root() / "models"), "judge": str(judge.default_cache_path()),

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 
 from r1searcher.agent.batcher import Batcher, Closed, Job, QueueFull
-from r1searcher.asgi_body import ClientGone, read_body
+from r1searcher.util.asgi_body import ClientGone, read_body
 from r1searcher.agent.schema import (
     ChatRequest,
     RequestError,

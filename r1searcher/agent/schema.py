@@ -25,8 +25,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from r1searcher.asgi_body import parse_json_object
-from r1searcher.tags import ANSWER_OPEN, THINK_CLOSE, strip_documents
+from r1searcher.util.asgi_body import parse_json_object
+from r1searcher.rollout.tags import ANSWER_OPEN, THINK_CLOSE, strip_documents
 
 
 class RequestError(ValueError):

@@ -1,7 +1,7 @@
 """Answer recall@k of BM25, dense and hybrid retrieval on the shared eval sets (part of ``bench retrieval``).
 
 Metric: a question counts as found at k when a normalised gold answer or alias
-(``r1searcher.metrics.normalize_answer``) occurs as whole words in the title + text of one of
+(``r1searcher.eval.metrics.normalize_answer``) occurs as whole words in the title + text of one of
 the top-k passages retrieved with the question. Questions whose gold answer is yes/no are
 skipped (the answer is not a span). Each retriever's rankings are computed once to depth 100;
 every k and every fusion setting is derived from them, so the RRF sweep costs no extra search.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
+from r1searcher.util.files import read_jsonl
 from r1searcher.retrieval.base import Passage
 
 EVAL_SETS = ("hotpotqa", "2wiki", "musique", "bamboogle")
@@ -31,7 +31,7 @@ RRF_GRID = [(rk, (1.0, w), d) for rk in (10, 30, 60, 100) for w in (1.0, 0.75, 0
 
 def load_questions(path: Path) -> tuple[list[str], list[list[str]], int]:
     """(questions, normalised gold aliases, total rows) with yes/no and answerless rows skipped."""
-    from r1searcher.metrics import normalize_answer
+    from r1searcher.eval.metrics import normalize_answer
 
     qs, golds = [], []
     rows = read_jsonl(path, on_bad="raise").values()
@@ -50,7 +50,7 @@ def load_questions(path: Path) -> tuple[list[str], list[list[str]], int]:
 
 def _hits(rows: list[int], table, golds: list[str], cache: dict[int, str]) -> list[bool]:
     """For each retrieved row: does it contain a gold alias as whole words?"""
-    from r1searcher.metrics import normalize_answer
+    from r1searcher.eval.metrics import normalize_answer
 
     out = []
     for r in rows:
@@ -101,8 +101,8 @@ def _tantivy_runs(passages: list[Passage], evals: dict, runs: dict, log) -> dict
     import tempfile
 
     try:
-        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
-        from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
+        from r1searcher.retrieval.tantivy.reader import TantivyBM25
+        from r1searcher.retrieval.tantivy.build import build_tantivy
     except ImportError:  # tantivy not installed
         return {"skipped": "tantivy not installed"}
     info: dict = {}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from r1searcher.files import Damaged, iter_jsonl, write_atomic
+from r1searcher.util.files import Damaged, iter_jsonl, write_atomic
 
 RARE_SPACE = 50_000_000
 _WORD = re.compile(r"\w+")

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
+from r1searcher.util.files import read_jsonl
 
 HELP = "agent service (serve-agent) questions/s at 1 and N concurrent clients vs `eval` on the same questions"
 
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.benchmarks import machine_info
     from r1searcher.config import load_config
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.evaluate import EvalSpec, evaluate_dataset
-    from r1searcher.models import load_policy
+    from r1searcher.eval.evaluate import EvalSpec, evaluate_dataset
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.rollout.engine import RolloutEngine

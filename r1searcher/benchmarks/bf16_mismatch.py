@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.benchmarks import machine_info
     from r1searcher.config import ModelConfig, RetrievalConfig, RolloutConfig
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.base import Passage
     from r1searcher.retrieval.bm25 import BM25Index
 

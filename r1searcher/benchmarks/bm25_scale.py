@@ -15,7 +15,7 @@ peak RSS, its q/s on the same questions, and how often the two engines agree on 
 (KILT) extrapolation fits time and disk linearly and q/s as a power law of the corpus size.
 
 Index folders under ``--work`` (``tantivy-N``, ``bm25s-N``) are removed or replaced only when they
-are indexes of ours (:mod:`r1searcher.outdir`): a folder of the user's by that name stops the run.
+are indexes of ours (:mod:`r1searcher.util.outdir`): a folder of the user's by that name stops the run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
+from r1searcher.util.files import read_jsonl
 
 HELP = "BM25 at Wikipedia scale: sharded tantivy vs bm25s (build memory/time, disk, served RSS, q/s at batch 1/32)"
 KILT = 29_000_000
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _remove_index(path: Path) -> None:
     """Remove an index folder this benchmark wrote; refuse (one line) a folder that is not an index."""
-    from r1searcher.outdir import remove_ours
+    from r1searcher.util.outdir import remove_ours
     from r1searcher.retrieval.manifest import is_index_dir
 
     remove_ours(path, is_index_dir, "an r1searcher index", label="--work:")
@@ -83,7 +83,7 @@ def _child(code: str) -> tuple[dict, float]:
 
 BUILD = """
 import itertools, json
-from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, stream_corpus, peak_rss
+from r1searcher.retrieval.tantivy.build import build_tantivy, stream_corpus, peak_rss
 m = build_tantivy(itertools.islice(stream_corpus({corpus!r}), {n}), {out!r}, max_memory={mem!r})
 disk = sum(sum(s['files'].values()) for s in m['shards'])
 print(json.dumps({{'passages': m['passages'], 'shards': len(m['shards']), 'seconds': m['build_seconds'],
@@ -94,7 +94,7 @@ print(json.dumps({{'passages': m['passages'], 'shards': len(m['shards']), 'secon
 SERVE = """
 import json, time
 from r1searcher.retrieval.index import load_index
-from r1searcher.retrieval.bm25_tantivy_build import peak_rss
+from r1searcher.retrieval.tantivy.build import peak_rss
 def rss():
     for l in open('/proc/self/status'):
         if l.startswith('VmRSS:'): return int(l.split()[1]) * 1024
@@ -116,7 +116,7 @@ print(json.dumps({{'load_seconds': round(load_s, 2), 'rss_after_load': rss_load,
 BM25S_BUILD = """
 import itertools, json, time
 from r1searcher.retrieval.bm25 import BM25Index
-from r1searcher.retrieval.bm25_tantivy_build import stream_corpus, peak_rss
+from r1searcher.retrieval.tantivy.build import stream_corpus, peak_rss
 t = time.perf_counter()
 ix = BM25Index.build([p for p, _ in itertools.islice(stream_corpus({corpus!r}), {n})])
 build_s = time.perf_counter() - t
@@ -181,7 +181,7 @@ def extrapolate(rows: list[dict], n: int = KILT) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from r1searcher.benchmarks import machine_info
-    from r1searcher.retrieval.bm25_tantivy_build import parse_size
+    from r1searcher.retrieval.tantivy.build import parse_size
 
     sizes = sorted(int(x) for x in args.sizes.split(","))
     data = Path(args.data) if args.data else Path.cwd().parent / "shared" / "data"

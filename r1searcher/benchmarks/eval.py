@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
+from r1searcher.util.files import read_jsonl
 
 HELP = "eval harness: questions/s of `eval` vs the rollout engine's raw throughput (overhead %)"
 
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.config import load_config
     from r1searcher.data.qa import load_qa
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.evaluate import EvalSpec, evaluate_dataset, run_method
-    from r1searcher.models import load_policy
+    from r1searcher.eval.evaluate import EvalSpec, evaluate_dataset, run_method
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.rollout.engine import RolloutEngine

@@ -97,11 +97,11 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.benchmarks import machine_info
     from r1searcher.config import apply_overrides
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.demo import DemoSpec, demo_config
-    from r1searcher.models import load_policy
+    from r1searcher.demo.run import DemoSpec, demo_config
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.base import Passage
     from r1searcher.retrieval.bm25 import BM25Index
-    from r1searcher.rewards import answer_found, compute_reward
+    from r1searcher.rl.rewards import answer_found, compute_reward
     from r1searcher.rollout.engine import RolloutEngine
 
     if args.threads:

@@ -157,7 +157,7 @@ def _log(msg: str) -> None:
 def _setup(args):
     from r1searcher.config import ModelConfig, RetrievalConfig, RolloutConfig
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.base import Passage
     from r1searcher.retrieval.bm25 import BM25Index
 

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
+from r1searcher.util.files import read_jsonl
 
 HELP = "RL training step: seconds per phase, tokens/s, policy-position log-probs vs full logits"
 
@@ -102,7 +102,7 @@ def _logits_comparison(cfg, trajs) -> dict:
     """Forward+backward of the loss: policy positions only vs full logits everywhere, same batch."""
     import torch
 
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.rl.logprobs import collate, token_logprobs
     from r1searcher.rl.losses import rl_loss
 
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from r1searcher.benchmarks import machine_info
-    from r1searcher.models import load_tokenizer, resolve_model_path
+    from r1searcher.models.loading import load_tokenizer, resolve_model_path
     from r1searcher.rl.logprobs import collate, token_logprobs
     from r1searcher.rl.trainer import train
 
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
             "wall_s": wall,
         }
         # (3) and (2): one batch of the same steered trajectories
-        from r1searcher.models import load_policy
+        from r1searcher.models.loading import load_policy
         from r1searcher.retrieval.index import open_retriever
         from r1searcher.rollout.engine import RolloutEngine
         from r1searcher.data.qa import load_qa

@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     import r1searcher.rl.logprobs as L
     from r1searcher.benchmarks import machine_info
     from r1searcher.config import ModelConfig
-    from r1searcher.demo import DemoSpec, demo_config
-    from r1searcher.models import load_policy
+    from r1searcher.demo.run import DemoSpec, demo_config
+    from r1searcher.models.loading import load_policy
     from r1searcher.rollout.engine import RolloutEngine
     from r1searcher.rollout.trajectory import Trajectory
 

@@ -97,7 +97,7 @@ def _trl_tools_setup(tok, questions, index, args):
     from datasets import Dataset
     from trl.chat_template_utils import add_response_schema, qwen2_5_chat_template
 
-    from r1searcher.prompts import CHAT_SYSTEM
+    from r1searcher.rollout.prompts import CHAT_SYSTEM
     from r1searcher.retrieval.base import format_documents
 
     tok = copy.deepcopy(tok)
@@ -230,7 +230,7 @@ def run(args) -> int:
     import torch
 
     from r1searcher.benchmarks import machine_info
-    from r1searcher.models import load_tokenizer, resolve_model_path
+    from r1searcher.models.loading import load_tokenizer, resolve_model_path
 
     model_dir = resolve_model_path(args.model)
     tok = load_tokenizer(model_dir)

@@ -43,7 +43,7 @@ def add_retriever_arguments(p, web: bool = True) -> None:
 def open_retriever(args, cfg=None):
     """The retriever the command line names: a saved index, a retrieval server, or the web."""
     if getattr(args, "web", False):
-        from r1searcher.retrieval.web import WebRetriever
+        from r1searcher.retrieval.web.search import WebRetriever
 
         return WebRetriever() if cfg is None else WebRetriever(cfg.web)  # the web section (env fallbacks applied)
     if getattr(args, "index", None):

@@ -69,7 +69,7 @@ def _use_color(mode: str) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from r1searcher.config import derive, load_config
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.rollout.engine import RolloutEngine
 
     flags = {"model.name": args.model, **({"retrieval.top_k": args.top_k} if args.top_k is not None else {})}

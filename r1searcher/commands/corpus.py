@@ -29,7 +29,7 @@ def check_out(out: str, inputs: list[str]) -> None:
     """Refuse an ``--out`` that would replace what the user owns: a folder, an input, another file."""
     from pathlib import Path
 
-    from r1searcher.outdir import NotOursError
+    from r1searcher.util.outdir import NotOursError
     from r1searcher.retrieval.corpus import is_corpus_file
 
     p = Path(out)

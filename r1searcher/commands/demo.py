@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from r1searcher.config import DemoSpec
-    from r1searcher.demo import run_demo
+    from r1searcher.demo.run import run_demo
 
     spec = DemoSpec(**{name: getattr(args, name) for name in FLAGS.values()}, overrides=tuple(args.overrides))
     run_demo(spec)

@@ -16,7 +16,7 @@ _positive = int_at_least(1, "1 or more")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from r1searcher.baselines import METHODS
+    from r1searcher.eval.baselines import METHODS
     from r1searcher.commands._common import add_retriever_arguments
 
     p.add_argument("--method", default=None, choices=list(METHODS), help="default: eval.method of --config, else rl")
@@ -44,13 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from r1searcher.baselines import get_method
+    from r1searcher.eval.baselines import get_method
     from r1searcher.commands._common import open_retriever
     from r1searcher.config import load_config, save_config
     from r1searcher.data.qa import resolve_dataset
-    from r1searcher.evaluate import PREDICTIONS, EvalSpec, check_provenance, evaluate_dataset, format_table
-    from r1searcher.folderlock import folder_lock
-    from r1searcher.models import load_policy
+    from r1searcher.eval.evaluate import PREDICTIONS, EvalSpec, check_provenance, evaluate_dataset, format_table
+    from r1searcher.util.folderlock import folder_lock
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.rollout.engine import RolloutEngine
 
@@ -118,7 +118,7 @@ def _model_identity(name: str) -> dict:
     p = Path(name).expanduser()
     if not p.exists():
         return {"model": name}
-    from r1searcher.runs import MANIFEST, resolve_model_dir
+    from r1searcher.models.runs import MANIFEST, resolve_model_dir
 
     d = resolve_model_dir(p)
     man = d.parent / MANIFEST

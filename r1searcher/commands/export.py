@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from r1searcher.benchmarks import machine_info
-    from r1searcher.export import export_searcher
+    from r1searcher.rl.export import export_searcher
 
     made = export_searcher(args.src, args.out, command=args.made_with, machine=machine_info())
     mb = made["bytes"] / 2**20

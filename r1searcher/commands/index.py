@@ -2,7 +2,7 @@
 
 ``--out`` is written beside (``DIR.tmp``) and replaces ``DIR`` only when ``DIR`` is absent, empty
 or an index r1searcher wrote; any other folder is refused before the build starts, untouched
-(:mod:`r1searcher.outdir`).
+(:mod:`r1searcher.util.outdir`).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def pick_engine(engine: str, corpus: str, max_memory: int) -> str:
 def _build_tantivy(args: argparse.Namespace, max_memory: int) -> int:
     from pathlib import Path
 
-    from r1searcher.retrieval.bm25_tantivy_build import build_tantivy, max_passage_bytes, stream_corpus
+    from r1searcher.retrieval.tantivy.build import build_tantivy, max_passage_bytes, stream_corpus
 
     t0 = time.perf_counter()
     stream = stream_corpus(args.corpus, max_line_bytes=max_passage_bytes(max_memory))
@@ -108,8 +108,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from r1searcher.outdir import check_replaceable
-    from r1searcher.retrieval.bm25_tantivy_build import parse_size
+    from r1searcher.util.outdir import check_replaceable
+    from r1searcher.retrieval.tantivy.build import parse_size
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.retrieval.index import build_index, save_index
     from r1searcher.retrieval.manifest import is_index_dir

@@ -4,7 +4,7 @@ Reads the paper's eval-results shape (``pred_ans``, ``answer``, ``gpt4o_output``
 (``pred_ans``, ``answers``). Gold answers default to the union of ``answer``/``answers``/
 ``golden_answers``/``answer_aliases``; ``--gold-field answer`` scores against the paper's single
 string only. The judge column comes from an existing ``gpt4o_output`` field (the paper's rule:
-exactly "True"), else from ``--judge`` (an OpenAI-compatible endpoint, see ``r1searcher.judge``),
+exactly "True"), else from ``--judge`` (an OpenAI-compatible endpoint, see ``r1searcher.eval.judge``),
 else it is null.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from r1searcher.files import Damaged, iter_jsonl
+from r1searcher.util.files import Damaged, iter_jsonl
 
 HELP = "score a predictions JSONL file: EM, cover-EM, F1 (the paper's rules) and LLM-judge accuracy"
 
@@ -64,7 +64,7 @@ class _Scored:
 def _read_rows(path: Path, args: argparse.Namespace) -> list[_Row]:
     """Parse and validate the predictions file; any bad line is a ValueError ``file:line: reason``."""
     from r1searcher.data.qa import answers_of
-    from r1searcher.judge import parse_verdict
+    from r1searcher.eval.judge import parse_verdict
 
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
@@ -94,7 +94,7 @@ def _read_rows(path: Path, args: argparse.Namespace) -> list[_Row]:
 
 def _judge_missing(rows: list[_Row], args: argparse.Namespace) -> list[bool]:
     """Verdicts for rows without a stored reply, from the LLM endpoint."""
-    from r1searcher.judge import Judge
+    from r1searcher.eval.judge import Judge
 
     todo = [r for r in rows if r.stored_verdict is None]
     for r in todo:
@@ -119,7 +119,7 @@ def _judge_missing(rows: list[_Row], args: argparse.Namespace) -> list[bool]:
 
 def score_file(args: argparse.Namespace) -> _Scored:
     """Score every row of ``args.file``; judge verdicts from stored replies, then ``--judge``."""
-    from r1searcher.metrics import aggregate, score_prediction
+    from r1searcher.eval.metrics import aggregate, score_prediction
 
     rows = _read_rows(Path(args.file), args)
     if not rows:

@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _check(paths: list[Path]) -> bool:
     """True for one training run, False for eval runs; raises on a folder that is neither."""
-    from r1searcher.eval_report import find_metrics
+    from r1searcher.report.evaluation import find_metrics
 
     for p in paths:
         if not p.is_dir():
@@ -43,13 +43,13 @@ def _check(paths: list[Path]) -> bool:
 def run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths]
     if _check(paths):
-        from r1searcher.report import write_report
+        from r1searcher.report.training import write_report
 
         if args.label:
             raise ValueError("--label names eval runs; a training run takes none")
         path = write_report(paths[0], args.out, args.window)
     else:
-        from r1searcher.eval_report import write_eval_report
+        from r1searcher.report.evaluation import write_eval_report
 
         path = write_eval_report(paths, args.out or EVAL_OUT, args.label)
     print(path.read_text())

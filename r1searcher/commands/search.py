@@ -1,6 +1,6 @@
 """``r1searcher search (--index DIR|FILE | --web) (QUERY | --queries FILE) [-k N] [--json]``.
 
-``--web`` searches the live web through :class:`~r1searcher.retrieval.web.WebRetriever`, configured
+``--web`` searches the live web through :class:`~r1searcher.retrieval.web.search.WebRetriever`, configured
 from the environment (``R1SEARCHER_WEB_PROVIDER``, ``R1SEARCHER_WEB_BASE_URL``, ``R1SEARCHER_WEB_API_KEY``,
 ``R1SEARCHER_SUMMARY_*``; see that module); passage ids are page URLs.
 """
@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from r1searcher.files import Damaged, iter_jsonl
+from r1searcher.util.files import Damaged, iter_jsonl
 
 HELP = "search a saved index (or the web, --web) with one query or a JSONL file of questions"
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("-k must be >= 1")
     queries = [args.query] if args.query is not None else read_queries(args.queries)
     if args.web:
-        from r1searcher.retrieval.web import WebRetriever
+        from r1searcher.retrieval.web.search import WebRetriever
 
         with WebRetriever() as web:
             return _print(web, queries, args)

@@ -24,9 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.commands._common import open_retriever
     from r1searcher.config import load_config
     from r1searcher.data.qa import load_qa, resolve_dataset
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.rollout.engine import RolloutEngine
-    from r1searcher.select_data import select
+    from r1searcher.eval.select_data import select
 
     cfg = load_config(args.config, list(args.overrides)).derive({"model.name": args.model})
     records = load_qa(resolve_dataset(args.data), limit=args.limit or None)

@@ -3,7 +3,7 @@
 The limits (``--max-*``, ``--slice-results``, the timeouts) keep one request from stalling the
 others; their defaults are :class:`~r1searcher.retrieval.server.ServerLimits`'s, shown in ``--help``.
 
-``--web`` serves live web search (:class:`~r1searcher.retrieval.web.WebRetriever`, configured from the
+``--web`` serves live web search (:class:`~r1searcher.retrieval.web.search.WebRetriever`, configured from the
 ``R1SEARCHER_WEB_*`` / ``R1SEARCHER_SUMMARY_*`` environment) behind the same API, so rollouts need no change.
 """
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either --index DIR or --web")
     limits = limits_from_args(args)
     if args.web:
-        from r1searcher.retrieval.web import WebRetriever
+        from r1searcher.retrieval.web.search import WebRetriever
 
         with WebRetriever() as web:
             info = web.describe()  # credentials and keys redacted

@@ -64,7 +64,7 @@ def build(args: argparse.Namespace, steer=None):
     from r1searcher.agent.engine import ServingEngine
     from r1searcher.agent.schema import ServeLimits
     from r1searcher.commands._common import open_retriever
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
 
     for name, least in (("max_batch", 1), ("max_queue", 1), ("max_searches", 0), ("retrieve_after_steps", 0)):
         if getattr(args, name) < least:

@@ -2,7 +2,7 @@
 
 ``--out`` is written beside (``DIR.tmp``) and replaces ``DIR`` only when ``DIR`` is absent, empty
 or a world this command wrote (its four files and nothing else); any other folder is refused
-before anything is generated, untouched (:mod:`r1searcher.outdir`).
+before anything is generated, untouched (:mod:`r1searcher.util.outdir`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def is_world_dir(d: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.outdir import check_replaceable, fresh_tmp, replace_dir
+    from r1searcher.util.outdir import check_replaceable, fresh_tmp, replace_dir
 
     out = Path(args.out)
     check_replaceable(out, is_world_dir, _WHAT, label="--out")  # before any work

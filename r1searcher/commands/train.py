@@ -77,7 +77,7 @@ def _exit_rank(e: Exception, args: argparse.Namespace) -> None:
 
     import yaml
 
-    from r1searcher.errors import describe_error
+    from r1searcher.util.errors import describe_error
     from r1searcher.rl import distributed as D
 
     import time

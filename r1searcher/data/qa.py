@@ -26,7 +26,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from r1searcher.files import Damaged, iter_jsonl
+from r1searcher.util.files import Damaged, iter_jsonl
 from r1searcher.paths import DATA_ENV, data_env_root
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ from typing import Any
 
 from r1searcher.config import RetrievalConfig, RewardConfig, RolloutConfig
 from r1searcher.retrieval.base import Retriever
-from r1searcher.rewards import compute_reward
+from r1searcher.rl.rewards import compute_reward
 from r1searcher.rollout.engine import RolloutEngine, RolloutStats
 from r1searcher.rollout.steer import Steer
 from r1searcher.rollout.trajectory import Trajectory

@@ -7,7 +7,7 @@ sha256, kind, options) under a cache folder and reuses it afterwards: the dense 
 shared corpus costs tens of minutes on 2 cores and must not be repeated per benchmark run.
 
 ``save_index`` is how a built index reaches its folder: saved beside it (``DIR.tmp``) and renamed
-over ``DIR`` only when ``DIR`` is absent, empty or an index of ours (:mod:`r1searcher.outdir`).
+over ``DIR`` only when ``DIR`` is absent, empty or an index of ours (:mod:`r1searcher.util.outdir`).
 ``verify_index`` re-reads an index's files against the checksums its manifest records.
 """
 
@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from r1searcher.outdir import fresh_tmp, remove_ours, replace_dir
+from r1searcher.util.outdir import fresh_tmp, remove_ours, replace_dir
 from r1searcher.retrieval.base import Passage, Retriever
 from r1searcher.retrieval.corpus import corpus_sha256
 from r1searcher.retrieval.manifest import KINDS, MANIFEST, is_index_dir, read_manifest
@@ -49,12 +49,12 @@ def build_index(passages: Sequence[Passage], kind: str, **opts):
     """Build an index of ``kind`` over ``passages``; ``opts`` go to that kind's ``build``.
 
     ``kind="bm25", engine="tantivy"`` builds the sharded, bounded-memory engine
-    (:mod:`r1searcher.retrieval.bm25_tantivy`); its other options are ``build_tantivy``'s
-    (:mod:`r1searcher.retrieval.bm25_tantivy_build`).
+    (:mod:`r1searcher.retrieval.tantivy.reader`); its other options are ``build_tantivy``'s
+    (:mod:`r1searcher.retrieval.tantivy.build`).
     """
     engine = opts.pop("engine", "bm25s")
     if kind == "bm25" and engine == "tantivy":
-        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+        from r1searcher.retrieval.tantivy.reader import TantivyBM25
 
         return TantivyBM25.build(passages, **opts)
     if engine != "bm25s":
@@ -66,7 +66,7 @@ def load_index(directory: str | Path, **opts) -> Retriever:
     """Load whatever index ``directory`` holds (dispatch on ``manifest.json``'s ``kind``/engine)."""
     m = read_manifest(directory)
     if m["kind"] == "bm25" and (m.get("params") or {}).get("engine") == "tantivy":
-        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+        from r1searcher.retrieval.tantivy.reader import TantivyBM25
 
         opts.pop("mmap", None)
         return TantivyBM25.load(directory, **opts)
@@ -77,7 +77,7 @@ def save_index(index, directory: str | Path, label: str = "") -> dict:
     """Save ``index`` into ``directory`` through ``DIR.tmp``; return its manifest.
 
     ``directory`` must be absent, empty or an index of ours (else
-    :class:`~r1searcher.outdir.NotOursError`, nothing touched); ``label`` names the flag it came from.
+    :class:`~r1searcher.util.outdir.NotOursError`, nothing touched); ``label`` names the flag it came from.
     """
     d = Path(directory)
     tmp = fresh_tmp(d, is_index_dir, _WHAT)
@@ -103,7 +103,7 @@ def verify_index(directory: str | Path) -> dict:
     d = Path(directory)
     m = read_manifest(d)
     if m["kind"] == "bm25" and (m.get("params") or {}).get("engine") == "tantivy":
-        from r1searcher.retrieval.bm25_tantivy import TantivyBM25
+        from r1searcher.retrieval.tantivy.reader import TantivyBM25
 
         TantivyBM25(d, verify="full")
         return m

@@ -6,7 +6,7 @@ and ``passages`` (which corpus it indexes: caches key on this), ``model`` (encod
 ``params`` (everything that changes the scores) and ``created``.
 
 :func:`is_index_dir` says whether a folder is an index r1searcher wrote (or an unfinished build
-of one): the only non-empty folders that ``index build --out`` may replace (:mod:`r1searcher.outdir`).
+of one): the only non-empty folders that ``index build --out`` may replace (:mod:`r1searcher.util.outdir`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 import time
 from pathlib import Path
 
-from r1searcher.fingerprint import file_sha256
+from r1searcher.util.fingerprint import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT = 1

@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 
-from r1searcher.asgi_body import ClientGone, parse_json_object, read_body
+from r1searcher.util.asgi_body import ClientGone, parse_json_object, read_body
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.server_batcher import MicroBatcher, RequestTimeout, ServerStats
 from r1searcher.retrieval.server_limits import ServerLimits

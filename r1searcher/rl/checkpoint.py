@@ -17,7 +17,7 @@ A checkpoint damaged afterwards (a copy cut short, a full disk, a stray write) i
 by :func:`verify_checkpoint`, which names the bad file; :func:`resume_checkpoint` then points at the
 newest intact checkpoint, or (``last_intact``) moves the damaged ones aside and takes it.
 Reading the layout (which checkpoints a run has, which folder holds its weights) is
-``r1searcher/runs.py``'s, so model loading and evaluation need nothing from ``rl/``.
+``r1searcher/models/runs.py``'s, so model loading and evaluation need nothing from ``rl/``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from r1searcher.fingerprint import file_sha256 as _sha256
-from r1searcher.runs import MANIFEST, CheckpointError, checkpoint_dirs, checkpoint_state
+from r1searcher.util.fingerprint import file_sha256 as _sha256
+from r1searcher.models.runs import MANIFEST, CheckpointError, checkpoint_dirs, checkpoint_state
 
 _HASH_LIMIT = 1 << 30  # files above this get their size checked, not their sha256 (a 7B model: ~15 GB)
 

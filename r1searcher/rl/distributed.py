@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from r1searcher.errors import describe_error
+from r1searcher.util.errors import describe_error
 
 
 @dataclass

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from r1searcher.files import append_jsonl
-from r1searcher.metrics import SCORES, aggregate_sums, per_question, score_sums
+from r1searcher.util.files import append_jsonl
+from r1searcher.eval.metrics import SCORES, aggregate_sums, per_question, score_sums
 from r1searcher.rl import distributed as D
 from r1searcher.rl import fsdp as fsdp_shards
 
@@ -31,7 +31,7 @@ def heldout_sums(engine, records, batch_size: int) -> dict[str, float]:
     """Sums over ``records`` of :func:`metrics.score_sums` (``n``, ``f1``/``cover_em``/``em`` in
     [0, 1]) plus ``searches`` and ``answered``, overall and per hop count (keys ``h<hops>:<name>``),
     so ranks can add them up."""
-    from r1searcher.evaluate import prediction_row
+    from r1searcher.eval.evaluate import prediction_row
 
     sums: dict[str, float] = {"n": 0.0}
     for start in range(0, len(records), batch_size):

@@ -16,7 +16,7 @@ During the loop the run owns what is written and decided around a step: the log 
     RUN/log.jsonl                   one line per optimizer step (``trainer.step_record``)
     RUN/samples.jsonl               the first ``train.log_samples`` trajectories of each step
     RUN/eval.jsonl                  the held-out slice (``rl/heldout.py``)
-    RUN/checkpoints/step_N/         ``rl/checkpoint.py``; read back through ``r1searcher/runs.py``
+    RUN/checkpoints/step_N/         ``rl/checkpoint.py``; read back through ``r1searcher/models/runs.py``
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from r1searcher.rl.checkpoint import load_checkpoint, load_model_weights, resume
 from r1searcher.rl.heldout import load_heldout, run_heldout
 from r1searcher.rl.parallel import Parallel
 from r1searcher.rl.runfiles import check_resume_config, read_log, truncate_log
-from r1searcher.files import append_jsonl
+from r1searcher.util.files import append_jsonl
 from r1searcher.rl.stopping import Condition, StepClock, parse_conditions, should_stop
 from r1searcher.rl.samples import sample_record
-from r1searcher.runs import latest_checkpoint, resolve_model_dir
+from r1searcher.models.runs import latest_checkpoint, resolve_model_dir
 
 
 class QuestionSampler:
@@ -91,7 +91,7 @@ def load_models(cfg: Config):
     """The policy and its tokenizer (from ``train.init_from`` when set), and the frozen reference:
     a second copy when ``kl_coef > 0`` without LoRA (with LoRA the reference is the policy with its
     adapters disabled), else None."""
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
 
     init_dir = resolve_model_dir(cfg.train.init_from) if cfg.train.init_from else None
     model, tok = load_policy(cfg.model, path=str(init_dir) if init_dir else None, training=True)
@@ -182,7 +182,7 @@ class Run:
 
     def _open_records(self, state: dict) -> None:
         """Trackers, stopping rules, the log so far, the clock and the held-out slice."""
-        from r1searcher.trackers import Trackers
+        from r1searcher.rl.trackers import Trackers
 
         t = self.cfg.train
         self.trackers = Trackers(t.report_to if self.par.is_main else None, self.dir, self.cfg.to_dict(), self.start)

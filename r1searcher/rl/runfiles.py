@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from r1searcher.config import Config
-from r1searcher.files import read_jsonl, write_atomic
+from r1searcher.util.files import read_jsonl, write_atomic
 
 #: Keys a checkpoint fixes: a resume that changes them is refused (the weights, the adapter, the
 #: data order would not match; lr, betas and weight_decay come back from the optimizer state, so a

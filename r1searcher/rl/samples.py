@@ -3,8 +3,8 @@ and the trackers read (scored by the same pure reward and metric functions the t
 
 from __future__ import annotations
 
-from r1searcher.metrics import score_prediction
-from r1searcher.rewards import compute_reward
+from r1searcher.eval.metrics import score_prediction
+from r1searcher.rl.rewards import compute_reward
 from r1searcher.rollout.stops import decode
 
 

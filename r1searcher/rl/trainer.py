@@ -149,7 +149,7 @@ def _add_micro_batch_stats(stats: dict[str, float], loss, ent, old_minus_new, mb
 
 def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list[dict], answers: list[list[str]]) -> dict:
     """Sums over this rank's trajectories of everything logged per step (reduced over ranks later)."""
-    from r1searcher.metrics import max_cover_exact_match, max_exact_match, max_f1_score
+    from r1searcher.eval.metrics import max_cover_exact_match, max_exact_match, max_f1_score
 
     s: dict[str, float] = {"n": len(trajs), "reward_sum": sum(rewards), "reward_sq": sum(r * r for r in rewards)}
     for tr, bd, gold in zip(trajs, breakdowns, answers):
@@ -224,7 +224,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
     engine (``rollout/steer.py``), e.g. to make a tiny random model search.
     """
-    from r1searcher.rewards import compute_reward
+    from r1searcher.rl.rewards import compute_reward
 
     run = Run.open(cfg, out, resume=resume, last_intact=last_intact, steer=steer)
     t, par, model, engine = cfg.train, run.par, run.model, run.engine

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from r1searcher.config import RetrievalConfig, RolloutConfig
-from r1searcher.prompts import build_prompt
+from r1searcher.rollout.prompts import build_prompt
 from r1searcher.retrieval.base import Passage, Retriever, RetrieverError
 from r1searcher.rollout.generator import Generator, HFGenerator
 from r1searcher.rollout.row import RowState

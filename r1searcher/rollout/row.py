@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from r1searcher.retrieval.base import Passage
 from r1searcher.rollout.stops import decode
 from r1searcher.rollout.trajectory import Trajectory
-from r1searcher.tags import ANSWER_CLOSE, ANSWER_OPEN, extract_answer
+from r1searcher.rollout.tags import ANSWER_CLOSE, ANSWER_OPEN, extract_answer
 
 
 @dataclass

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from r1searcher.retrieval.base import Passage, format_documents
-from r1searcher.tags import DOCS_CLOSE, DOCS_OPEN, QUERY_OPEN, STOP_ANSWER, STOP_QUERY, clean_query, extract_query
+from r1searcher.rollout.tags import DOCS_CLOSE, DOCS_OPEN, QUERY_OPEN, STOP_ANSWER, STOP_QUERY, clean_query, extract_query
 
 #: Stop string → what it means for the turn.
 STOPS: dict[str, str] = {STOP_QUERY: "query", STOP_ANSWER: "answer"}

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from r1searcher.settings.fields import Section, knob
 
-#: The methods ``r1searcher.baselines.METHODS`` defines (a test keeps the two equal).
+#: The methods ``r1searcher.eval.baselines.METHODS`` defines (a test keeps the two equal).
 METHODS = ("rl", "iterative", "naive", "rag", "oracle")
 
 
@@ -16,7 +16,7 @@ class EvalConfig(Section):
     """How a method is evaluated: which one, on how many questions, in batches of how many."""
 
     SECTION: ClassVar[str] = "eval"
-    method: str = knob("rl", "rl (a trained policy) or a baseline (r1searcher.baselines)", choices=METHODS)
+    method: str = knob("rl", "rl (a trained policy) or a baseline (r1searcher.eval.baselines)", choices=METHODS)
     limit: int = knob(0, "the first N questions of each dataset (0 = all)", ge=0)
     batch_size: int = knob(16, "questions rolled out together", ge=1)
     top_k: int = knob(5, "passages per search when neither --config nor an override sets retrieval.top_k (paper: 5)",

@@ -1,4 +1,4 @@
-"""The ``web`` section: every knob of the live web retriever (``--web``; ``r1searcher.retrieval.web``).
+"""The ``web`` section: every knob of the live web retriever (``--web``; ``r1searcher.retrieval.web.search``).
 
 Defaults follow the paper where it has one. The fields marked with an environment variable read it
 when the config file and the overrides leave them unset (:mod:`r1searcher.settings.env`);
@@ -17,7 +17,7 @@ from r1searcher.settings.fields import ConfigError, Section, knob
 USER_AGENT = f"Mozilla/5.0 (compatible; r1searcher/{__version__}; research search agent)"
 PAPER_MAX_PAGE_CHARS = 35_000
 PAPER_SUMMARY_MAX_TOKENS = 2048
-#: The search APIs ``r1searcher.retrieval.providers`` knows (a test keeps the two lists equal).
+#: The search APIs ``r1searcher.retrieval.web.providers`` knows (a test keeps the two lists equal).
 PROVIDERS = ("serper", "bing", "brave", "searxng")
 SECRET_FIELDS = ("api_key", "summary_api_key")
 URL_FIELDS = ("base_url", "summary_base_url")
@@ -25,7 +25,7 @@ URL_FIELDS = ("base_url", "summary_base_url")
 
 @dataclass(frozen=True, repr=False)
 class WebConfig(Section):
-    """Every knob of :class:`~r1searcher.retrieval.web.WebRetriever`."""
+    """Every knob of :class:`~r1searcher.retrieval.web.search.WebRetriever`."""
 
     SECTION: ClassVar[str] = "web"
     provider: str = knob("serper", "search API", choices=PROVIDERS, env="R1SEARCHER_WEB_PROVIDER")
@@ -79,7 +79,7 @@ class WebConfig(Section):
 
     def shown(self) -> dict[str, Any]:
         """The settings as a dict fit to print or write (keys masked, URL credentials masked)."""
-        from r1searcher.retrieval.redact import MASK, redact_url
+        from r1searcher.util.redact import MASK, redact_url
 
         out = asdict(self)
         for name in SECRET_FIELDS:
@@ -91,7 +91,7 @@ class WebConfig(Section):
 
     def secrets(self) -> list[str]:
         """Secret values to mask in any message: the keys and what the URLs carry."""
-        from r1searcher.retrieval.redact import url_secrets
+        from r1searcher.util.redact import url_secrets
 
         return [v for v in (self.api_key, self.summary_api_key, *url_secrets(self.base_url),
                             *url_secrets(self.summary_base_url)) if v]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from r1searcher import tags
+from r1searcher.rollout import tags
 from r1searcher.viewer.assets import CSS, JS
 from r1searcher.viewer.records import load_rows
 

@@ -24,8 +24,8 @@ import json
 import os
 from pathlib import Path
 
-from r1searcher.files import read_jsonl as read_jsonl_lines
-from r1searcher.tags import DOCS_CLOSE, DOCS_OPEN
+from r1searcher.util.files import read_jsonl as read_jsonl_lines
+from r1searcher.rollout.tags import DOCS_CLOSE, DOCS_OPEN
 from r1searcher.viewer.fields import Fields
 
 

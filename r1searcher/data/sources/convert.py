@@ -19,7 +19,7 @@ from pathlib import Path
 
 from r1searcher.data.qa import ANSWER_FIELDS, ID_FIELDS, LoadReport, load_qa
 from r1searcher.data.sources.download import DataSourceError
-from r1searcher.files import write_atomic
+from r1searcher.util.files import write_atomic
 
 
 def _tmp(out: Path) -> Path:

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from r1searcher.files import write_atomic
-from r1searcher.fingerprint import file_sha256 as sha256_file
+from r1searcher.util.files import write_atomic
+from r1searcher.util.fingerprint import file_sha256 as sha256_file
 
 MIRROR_ENV = "R1SEARCHER_DATA_MIRROR"
 CHUNK = 1 << 20

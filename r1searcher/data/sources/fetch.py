@@ -22,7 +22,7 @@ from pathlib import Path
 
 from r1searcher.data.sources.download import DataSourceError, Fetched, download, sha256_file
 from r1searcher.data.sources.registry import REGISTRY, Entry
-from r1searcher.files import write_atomic
+from r1searcher.util.files import write_atomic
 
 MANIFEST = "downloads/manifest.json"  # under downloads/, which resolve_dataset does not search
 

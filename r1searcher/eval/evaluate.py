@@ -7,7 +7,7 @@ interrupted run continues from what is already written. ``metrics.json`` is rewr
 of the questions evaluated at the end.
 
 One run at a time: ``evaluate_dataset`` holds an exclusive lock on ``OUT/<name>/.lock``
-(:mod:`r1searcher.folderlock`) while it runs, and a second run into the same folder is refused.
+(:mod:`r1searcher.util.folderlock`) while it runs, and a second run into the same folder is refused.
 
 ``OUT/<name>/run.json`` records what the predictions are made with and on (``EvalSpec.provenance``:
 method, model and checkpoint, retriever and the index's fingerprint, k, prompt, rollout limits; and
@@ -33,12 +33,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1searcher.baselines import get_method
+from r1searcher.eval.baselines import get_method
 from r1searcher.data.qa import ID_FIELDS, LoadReport, QARecord, load_qa
-from r1searcher.files import append_bytes, encode_jsonl, read_jsonl, write_atomic
-from r1searcher.fingerprint import file_sha256
-from r1searcher.folderlock import folder_lock
-from r1searcher.metrics import aggregate, per_question, score_prediction
+from r1searcher.util.files import append_bytes, encode_jsonl, read_jsonl, write_atomic
+from r1searcher.util.fingerprint import file_sha256
+from r1searcher.util.folderlock import folder_lock
+from r1searcher.eval.metrics import aggregate, per_question, score_prediction
 from r1searcher.retrieval.base import Passage
 
 log = logging.getLogger(__name__)

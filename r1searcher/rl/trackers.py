@@ -21,7 +21,7 @@ import os
 import warnings
 from pathlib import Path
 
-from r1searcher.files import write_atomic
+from r1searcher.util.files import write_atomic
 
 TRACKERS = ("tensorboard", "wandb", "trackio")
 #: the pip package each tracker needs

@@ -1,12 +1,12 @@
-"""Web pages for :class:`~r1searcher.retrieval.web.WebRetriever`: fetch a search hit's page and turn
+"""Web pages for :class:`~r1searcher.retrieval.web.search.WebRetriever`: fetch a search hit's page and turn
 it into text, then into ~100-word passages.
 
 :class:`PageFetcher` GETs a page with a byte cap, a total deadline, retries on transient failures
-and the disk cache (:class:`~r1searcher.retrieval.webcache.WebCache`), only from public addresses
-unless allowed (:mod:`~r1searcher.retrieval.urlguard`); a page that cannot be had comes back as a
+and the disk cache (:class:`~r1searcher.retrieval.web.cache.WebCache`), only from public addresses
+unless allowed (:mod:`~r1searcher.retrieval.web.urlguard`); a page that cannot be had comes back as a
 :class:`Page` with ``error`` set. :func:`html_to_text` (trafilatura) keeps the main text,
 :func:`cut_tail` drops "References"/"Notes" (the paper's Wikipedia cut), :func:`chunk_text` packs
-paragraphs into passages. The settings it reads are :class:`~r1searcher.retrieval.web.WebConfig`'s.
+paragraphs into passages. The settings it reads are :class:`~r1searcher.retrieval.web.search.WebConfig`'s.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from r1searcher.http_retry import RetryPolicy
-from r1searcher.retrieval import urlguard
+from r1searcher.util.http_retry import RetryPolicy
+from r1searcher.retrieval.web import urlguard
 from r1searcher.retrieval.corpus import split_words
-from r1searcher.retrieval.webcache import WebCache, make_key
+from r1searcher.retrieval.web.cache import WebCache, make_key
 
 #: Part of every page cache key: bump it when extraction changes.
 EXTRACT_VERSION = "trafilatura-2-recall-v1"
@@ -95,7 +95,7 @@ def chunk_text(text: str, max_words: int = 100) -> list[str]:
 
 
 class PageSettings(Protocol):
-    """The settings a :class:`PageFetcher` reads: fields of :class:`~r1searcher.retrieval.web.WebConfig`
+    """The settings a :class:`PageFetcher` reads: fields of :class:`~r1searcher.retrieval.web.search.WebConfig`
     (named here as a protocol so that this module does not import the retriever's)."""
 
     fetch_concurrency: int
@@ -141,7 +141,7 @@ class _PageFailure(Exception):
 
 class PageFetcher:
     """GET pages with a byte cap, a total deadline, retries on transient failures, and the disk cache;
-    only from public addresses unless ``cfg.allow_private_urls`` (:mod:`~r1searcher.retrieval.urlguard`)."""
+    only from public addresses unless ``cfg.allow_private_urls`` (:mod:`~r1searcher.retrieval.web.urlguard`)."""
 
     def __init__(self, cfg: PageSettings, cache: WebCache | None):
         self.cfg, self.cache = cfg, cache

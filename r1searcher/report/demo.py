@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
-from r1searcher.metrics import percent
+from r1searcher.util.files import read_jsonl
+from r1searcher.eval.metrics import percent
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -204,7 +204,7 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
              "`before` is the untrained model (naive: answer directly; rag: the question's top passages in the "
              "prompt; oracle: the gold passages in the prompt, an upper bound for one read; iterative: the search "
              "tag loop with one worked example). The direct methods get a plain short-answer prompt in the model's "
-             "chat template (r1searcher/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
+             "chat template (r1searcher/eval/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
     lines += _table(metrics) + _hops_table(metrics) + _behaviour_table(out) + [""] + _goals(metrics)
     for png in (bars, curves):
         if png is not None:

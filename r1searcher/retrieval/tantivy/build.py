@@ -1,4 +1,4 @@
-"""Building a :mod:`~r1searcher.retrieval.bm25_tantivy` index: the corpus streamed once into shards.
+"""Building a :mod:`~r1searcher.retrieval.tantivy.reader` index: the corpus streamed once into shards.
 
 Memory: each shard is written through a tantivy arena sized from ``max_memory``, and the shard size
 derives from it too, so the build's peak resident memory is set by the flag, not by the corpus.
@@ -10,7 +10,7 @@ A build writes ``OUT.tmp/`` and renames it to ``OUT`` only when complete, so a k
 nothing that loads; its finished shards are kept in ``OUT.tmp/`` and the next build of the same
 corpus and options resumes after them (``build.json`` records them, with each shard file's
 sha256, checked before a shard is kept). ``OUT`` is replaced only when it is empty or an index of
-ours (:mod:`r1searcher.outdir`); any other folder is refused before any work, and left alone.
+ours (:mod:`r1searcher.util.outdir`); any other folder is refused before any work, and left alone.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from r1searcher.retrieval.base import Passage
-from r1searcher.outdir import check_replaceable, remove_ours, replace_dir
+from r1searcher.util.outdir import check_replaceable, remove_ours, replace_dir
 from r1searcher.retrieval.corpus import CorpusReadError, ErrorHandler, passage_line, record_from_json, report_to_stderr
 from r1searcher.retrieval.manifest import BUILD_STATE, is_index_dir, write_manifest
 from r1searcher.retrieval.store import OFFSETS_FILE, PASSAGES_FILE
-from r1searcher.retrieval.tantivy_schema import (ENGINE, KIND, TOKENIZER, file_sha256s, index_files, make_analyzer,
+from r1searcher.retrieval.tantivy.schema import (ENGINE, KIND, TOKENIZER, file_sha256s, index_files, make_analyzer,
                                                  passage_body, schema)
 
 DEFAULT_MAX_MEMORY = 4 * 1024**3
@@ -341,7 +341,7 @@ def build_tantivy(
     ``shard_size`` overrides the shard size. With ``source`` (the corpus file), a killed build
     resumes after its last finished shard when rerun with the same file and options.
     ``_stop_after`` (tests) simulates a kill after that many passages. An ``out`` that exists and
-    is neither empty nor an index of ours raises :class:`~r1searcher.outdir.NotOursError` first.
+    is neither empty nor an index of ours raises :class:`~r1searcher.util.outdir.NotOursError` first.
     """
     max_memory = parse_size(max_memory)
     plan = _plan(max_memory, threads, shard_size, stemmer, stopwords, k1, b, index_title)

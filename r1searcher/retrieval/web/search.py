@@ -2,14 +2,14 @@
 
 For every query (a batch runs concurrently, each stage under its own limit):
 
-1. ask the search API (:mod:`~r1searcher.retrieval.providers`) for the top ``max(k, pages)`` hits;
+1. ask the search API (:mod:`~r1searcher.retrieval.web.providers`) for the top ``max(k, pages)`` hits;
 2. fetch those pages concurrently (one GET per distinct URL in the batch; httpx, timeouts, a byte
    cap, a User-Agent naming r1searcher), turn HTML into main text (trafilatura), cut the text at
    "References"/"Notes" (as the paper does for Wikipedia) and at ``max_page_chars`` (the paper's
-   35,000 characters): :mod:`~r1searcher.retrieval.webpages`;
+   35,000 characters): :mod:`~r1searcher.retrieval.web.pages`;
 3. either **summarise** each page against the query with an OpenAI-compatible chat endpoint (the
    paper's extract-relevant-content prompt; "None" answers dropped; see
-   :mod:`~r1searcher.retrieval.summarize`), one passage per page in search rank order, or, with no
+   :mod:`~r1searcher.retrieval.web.summarize`), one passage per page in search rank order, or, with no
    summariser configured, return the **best-matching passages**: BM25 over the pages' ~100-word
    chunks (paragraphs packed up to ``chunk_words``), topped up with each page's first chunk when
    fewer than ``k`` chunks match.
@@ -18,7 +18,7 @@ A page that cannot be fetched (error status, timeout, not HTML/text, no text, or
 not a public address, see below) is replaced by the search snippet. Passage ``id`` is the page URL; ``score`` is the BM25 score (0.0 for a top-up
 chunk) or, for summaries and snippets, ``1/rank`` of the hit.
 
-Everything paid for is cached on disk (:class:`~r1searcher.retrieval.webcache.WebCache`): search
+Everything paid for is cached on disk (:class:`~r1searcher.retrieval.web.cache.WebCache`): search
 replies, extracted pages (permanent failures too; transient ones for ``failure_ttl_s``) and raw
 summaries, so a rerun of the same queries makes no HTTP request at all.
 
@@ -31,12 +31,12 @@ Configuration (arguments win over the environment; see :meth:`WebConfig.from_env
   ``R1SEARCHER_CACHE_DIR`` (the cache root, see :mod:`r1searcher.paths`; the file is ``web.sqlite``).
 * ``R1SEARCHER_WEB_ALLOW_PRIVATE_URLS`` (``allow_private_urls``, default off): fetch pages from
   loopback, private and link-local addresses too. Off, a search result (or a redirect) whose host
-  is or resolves to such an address is not fetched (an SSRF guard, :mod:`~r1searcher.retrieval.urlguard`);
+  is or resolves to such an address is not fetched (an SSRF guard, :mod:`~r1searcher.retrieval.web.urlguard`);
   the search API and summariser endpoints, which you configure, are not affected.
 * Credentials in the base URLs (``https://user:password@host``) and the API keys never show in
   :meth:`WebRetriever.describe` (``/health``, ``serve``'s log), error messages or ``repr(WebConfig)``.
 * Summariser: on when ``R1SEARCHER_SUMMARY_BASE_URL`` or ``R1SEARCHER_SUMMARY_MODEL`` is set (or
-  ``summarize=True``). It uses the chat client the judge uses (:class:`r1searcher.chat.ChatClient`), so
+  ``summarize=True``). It uses the chat client the judge uses (:class:`r1searcher.util.chat.ChatClient`), so
   what is not set falls back as the judge's does: base URL ``R1SEARCHER_SUMMARY_BASE_URL`` →
   ``R1SEARCHER_JUDGE_BASE_URL`` → ``OPENAI_BASE_URL`` → ``https://api.openai.com/v1``; model
   ``R1SEARCHER_SUMMARY_MODEL`` → ``R1SEARCHER_JUDGE_MODEL`` → ``gpt-4o-mini`` (the paper's);
@@ -51,14 +51,14 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
-from r1searcher.http_retry import RetryPolicy
+from r1searcher.util.http_retry import RetryPolicy
 from r1searcher.retrieval.base import Passage, check_batch
-from r1searcher.retrieval.providers import SearchClient, SearchResult
-from r1searcher.retrieval.redact import redact_text, redact_url
-from r1searcher.retrieval.summarize import Summarizer
-from r1searcher.retrieval.webcache import FILENAME as CACHE_FILE
-from r1searcher.retrieval.webcache import WebCache, make_key
-from r1searcher.retrieval.webpages import (EXTRACT_VERSION, Page, PageFetcher, chunk_text, cut_chars, cut_tail,
+from r1searcher.retrieval.web.providers import SearchClient, SearchResult
+from r1searcher.util.redact import redact_text, redact_url
+from r1searcher.retrieval.web.summarize import Summarizer
+from r1searcher.retrieval.web.cache import FILENAME as CACHE_FILE
+from r1searcher.retrieval.web.cache import WebCache, make_key
+from r1searcher.retrieval.web.pages import (EXTRACT_VERSION, Page, PageFetcher, chunk_text, cut_chars, cut_tail,
                                            html_title, html_to_text)
 from r1searcher.settings.web import PAPER_MAX_PAGE_CHARS, USER_AGENT, WebConfig  # the config tree's web section
 

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from r1searcher.files import write_atomic
+from r1searcher.util.files import write_atomic
 
 
 class WallClock:

@@ -22,10 +22,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
+from r1searcher.util.files import read_jsonl
 from r1searcher.config import Config, DemoSpec, derive, load_config, save_config
 from r1searcher.settings.validate import parse_hop_weights
-from r1searcher.wallclock import WallClock
+from r1searcher.util.wallclock import WallClock
 
 __all__ = ["DemoSpec", "STAGE1_DONE", "demo_config", "format_holds", "parse_hop_weights", "run_demo", "stage_budget_minutes",
            "stage_config"]
@@ -158,7 +158,7 @@ def _evaluate(model, tok, retriever, cfg: Config, method: str, data: str, out: P
     """One method on the demo's held-out questions: greedy, one batch of up to 64 questions at a time.
     ``provenance`` (the model's weights, the index's build) goes into run.json: a resumed demo whose
     model or index changed is refused instead of mixing rows."""
-    from r1searcher.evaluate import EvalSpec, ProvenanceChanged, evaluate_dataset
+    from r1searcher.eval.evaluate import EvalSpec, ProvenanceChanged, evaluate_dataset
     from r1searcher.rollout.engine import RolloutEngine
 
     engine = RolloutEngine(model, tok, retriever, cfg.rollout, cfg.retrieval)
@@ -188,7 +188,7 @@ def stage_budget_minutes(left_s: float, spent_s: float, share: float = 1.0) -> f
 
 def _stage_seconds(run_dir: Path) -> float:
     """Training seconds a stage spent in earlier invocations (0 when it has no checkpoint)."""
-    from r1searcher.runs import checkpoint_state, latest_checkpoint
+    from r1searcher.models.runs import checkpoint_state, latest_checkpoint
 
     ckpt = latest_checkpoint(run_dir)
     return float(checkpoint_state(ckpt).get("elapsed", 0.0)) if ckpt is not None else 0.0
@@ -224,7 +224,7 @@ def _evaluate_before(spec: DemoSpec, cfg: Config, data: dict, retriever, out: Pa
     """The untrained model, with the competent direct baselines and the untrained tag loop."""
     import torch
 
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.manifest import index_fingerprint
 
     model, tok = load_policy(cfg.model)
@@ -245,7 +245,7 @@ def _train_stages(spec: DemoSpec, cfg: Config, data: dict, out: Path, left, held
     in what is left. ``left()`` is the demo's budget left, in seconds. Returns the run folders and
     each stage's train.max_minutes."""
     from r1searcher.rl.trainer import train
-    from r1searcher.runs import latest_checkpoint
+    from r1searcher.models.runs import latest_checkpoint
 
     runs, stage_minutes = {}, {}
     for stage in (2,) if held else (1, 2):
@@ -270,7 +270,7 @@ def _evaluate_after(cfg: Config, data: dict, retriever, out: Path, limit: int, f
     """The trained policy (the baselines' numbers are the same base model's: the evaluation before)."""
     import torch
 
-    from r1searcher.models import load_policy
+    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.manifest import index_fingerprint
 
     model, tok = load_policy(cfg.model, path=str(final_model))
@@ -284,7 +284,7 @@ def _evaluate_after(cfg: Config, data: dict, retriever, out: Path, limit: int, f
 def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.retrieval.index import load_index
-    from r1searcher.runs import latest_checkpoint, resolve_model_dir
+    from r1searcher.models.runs import latest_checkpoint, resolve_model_dir
 
     earlier = f", {clock.before / 60:.1f} min of it spent by {clock.invocations - 1} earlier run(s)" if clock.before else ""
     print(f"[demo] task={spec.task} model={spec.model} budget={spec.minutes} min{earlier} → {out}")
@@ -307,7 +307,7 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     after = _evaluate_after(cfg, data, retriever, out, limit, resolve_model_dir(latest_checkpoint(runs[2])))
     metrics = _metrics(spec, clock, stage_minutes, before, after, runs, why if held else None)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    from r1searcher.demo_report import write_report
+    from r1searcher.report.demo import write_report
 
     write_report(out, metrics, before, after, runs)
     print(f"[demo] report: {out / 'report.md'}")

@@ -2,9 +2,9 @@
 text and query in, the "extracted content" paragraph out (or None when the page has nothing relevant).
 
 It sends the paper's summary prompt (:data:`SUMMARY_PROMPT`) to an OpenAI-compatible chat endpoint
-through the shared chat client (:class:`r1searcher.chat.ChatClient`), caches the raw reply in the web
+through the shared chat client (:class:`r1searcher.util.chat.ChatClient`), caches the raw reply in the web
 cache, and applies the "None" rule (:func:`parse_summary`). Searching, fetching and choosing which pages to
-summarise is :class:`~r1searcher.retrieval.web.WebRetriever`'s job; its module doc lists the
+summarise is :class:`~r1searcher.retrieval.web.search.WebRetriever`'s job; its module doc lists the
 ``R1SEARCHER_SUMMARY_*`` settings.
 """
 
@@ -14,10 +14,10 @@ import hashlib
 import re
 from typing import Protocol
 
-from r1searcher.chat import ChatClient, ChatError
+from r1searcher.util.chat import ChatClient, ChatError
 from r1searcher.retrieval.base import RetrieverError
-from r1searcher.retrieval.redact import redact_text
-from r1searcher.retrieval.webcache import WebCache, make_key
+from r1searcher.util.redact import redact_text
+from r1searcher.retrieval.web.cache import WebCache, make_key
 
 #: The released online-evaluation summary prompt (``evaluation/eval_search_online.py``), filled with
 #: ``str.replace`` as there (page text may contain braces). "Exacted" is the original's spelling.
@@ -74,7 +74,7 @@ def parse_summary(output: str, strict_none: bool = False) -> str | None:
 
 class SummarySettings(Protocol):
     """The settings a :class:`Summarizer` reads: the summary fields of
-    :class:`~r1searcher.retrieval.web.WebConfig`, which has them all. Named here as a protocol so
+    :class:`~r1searcher.retrieval.web.search.WebConfig`, which has them all. Named here as a protocol so
     that this module does not import the web retriever's (which imports this one)."""
 
     summary_base_url: str | None

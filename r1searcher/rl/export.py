@@ -22,8 +22,8 @@ import json
 import shutil
 from pathlib import Path
 
-from r1searcher.fingerprint import file_sha256
-from r1searcher.outdir import fresh_tmp, replace_dir
+from r1searcher.util.fingerprint import file_sha256
+from r1searcher.util.outdir import fresh_tmp, replace_dir
 
 MADE_BY = "made_by.json"
 #: Adapter files copied; the tokenizer is the base model's (Qwen's alone is 11 MB).
@@ -47,8 +47,8 @@ def source_run(src: Path) -> tuple[Path, Path | None]:
 
 def export_searcher(src: str | Path, out: str | Path, command: str = "", machine: dict | None = None) -> dict:
     """Copy what ``src`` trained into ``out`` (see the module docstring); return made_by.json's content."""
-    from r1searcher.models import embedded_name
-    from r1searcher.runs import checkpoint_state, latest_checkpoint
+    from r1searcher.models.loading import embedded_name
+    from r1searcher.models.runs import checkpoint_state, latest_checkpoint
 
     run, demo = source_run(Path(src))
     ckpt = latest_checkpoint(run)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from r1searcher.files import read_jsonl
+from r1searcher.util.files import read_jsonl
 
 #: PNG name -> (title, [(log key, label)]); a key missing from every record is skipped.
 CURVES: dict[str, tuple[str, list[tuple[str, str]]]] = {

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from r1searcher import paths
-from r1searcher.fingerprint import file_sha256 as _sha256
+from r1searcher.util.fingerprint import file_sha256 as _sha256
 
 EMBEDDED = {
     "smollm2": {
@@ -110,7 +110,7 @@ def resolve_model_path(name: str, cache_dir: str = "") -> Path:
         return ensure_embedded(name, cache_dir)
     path = Path(name).expanduser()
     if (path / "checkpoints").is_dir() or (path / "model").is_dir():
-        from r1searcher.runs import resolve_model_dir
+        from r1searcher.models.runs import resolve_model_dir
 
         path = resolve_model_dir(path)
     if not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):

@@ -21,7 +21,7 @@ timeouts and connection errors (``Retry-After`` honoured), no retry on other 4xx
 
 Credentials never show: ``user:password@`` in a base URL is taken out of the URL and sent as HTTP
 Basic auth, and every message (and :attr:`SearchClient.shown_url`, what ``/health`` and logs print)
-has user info, key-like query parameters and the API key masked (:mod:`~r1searcher.retrieval.redact`).
+has user info, key-like query parameters and the API key masked (:mod:`~r1searcher.util.redact`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any
 
 import httpx
 
-from r1searcher.http_retry import RetryPolicy
+from r1searcher.util.http_retry import RetryPolicy
 from r1searcher.retrieval.base import RetrieverError
-from r1searcher.retrieval.redact import redact_text, redact_url, url_secrets
+from r1searcher.util.redact import redact_text, redact_url, url_secrets
 
 KEY_ENV = "R1SEARCHER_WEB_API_KEY"
 _TAG = re.compile(r"<[^>]+>")

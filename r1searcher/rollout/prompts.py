@@ -5,7 +5,7 @@ Both end with ``<think>`` so the policy writes its reasoning first.
 
 from __future__ import annotations
 
-from r1searcher.tags import DOCS_CLOSE, DOCS_OPEN, QUERY_CLOSE, QUERY_OPEN
+from r1searcher.rollout.tags import DOCS_CLOSE, DOCS_OPEN, QUERY_CLOSE, QUERY_OPEN
 
 BASE_INSTRUCTION = (
     "The User asks a question, and the Assistant solves it.\n"

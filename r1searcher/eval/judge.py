@@ -7,7 +7,7 @@
 Endpoint, model and key come from the arguments, else ``R1SEARCHER_JUDGE_BASE_URL`` /
 ``R1SEARCHER_JUDGE_MODEL`` / ``R1SEARCHER_JUDGE_API_KEY``, else ``OPENAI_BASE_URL`` /
 ``OPENAI_API_KEY``, else ``https://api.openai.com/v1`` and ``gpt-4o-mini`` (the paper's judge).
-Requests go through :class:`r1searcher.chat.ChatClient`: they retry with exponential backoff on 429,
+Requests go through :class:`r1searcher.util.chat.ChatClient`: they retry with exponential backoff on 429,
 5xx, timeouts and connection errors (a ``Retry-After`` header is honoured); at most ``concurrency``
 requests are in flight. Every answer is cached in SQLite keyed by (model, prompt version, question,
 gold, prediction), so a rerun pays only for what it has not judged yet.
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from r1searcher import paths
-from r1searcher.chat import ChatClient, ChatError
+from r1searcher.util.chat import ChatClient, ChatError
 
 #: The released judge prompt (``evaluation/metric_calc_gpt_as_judge.py``). The blank line
 #: and the four-space indent of the last lines come from the triple-quoted string in that script.
@@ -138,7 +138,7 @@ class JudgeCache:
 
 
 class Judge:
-    """A chat-completions judge (:class:`r1searcher.chat.ChatClient`: retries, a concurrency limit)
+    """A chat-completions judge (:class:`r1searcher.util.chat.ChatClient`: retries, a concurrency limit)
     with an on-disk cache.
 
     ``cache_path`` None means :func:`default_cache_path`; ``use_cache=False`` disables caching.

@@ -4,8 +4,8 @@ text out, with retries and a connection limit.
     with ChatClient("http://localhost:8000/v1", "qwen2.5-7b-instruct") as chat:
         text = chat.complete("Say hello.")
 
-It is the low-level part shared by the LLM judge (:mod:`r1searcher.judge`) and the web summariser
-(:mod:`r1searcher.retrieval.summarize`), so it imports neither. Endpoint, model and key come from the
+It is the low-level part shared by the LLM judge (:mod:`r1searcher.eval.judge`) and the web summariser
+(:mod:`r1searcher.retrieval.web.summarize`), so it imports neither. Endpoint, model and key come from the
 arguments, else ``R1SEARCHER_JUDGE_BASE_URL`` / ``R1SEARCHER_JUDGE_MODEL`` /
 ``R1SEARCHER_JUDGE_API_KEY``, else ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``, else
 ``https://api.openai.com/v1`` and ``gpt-4o-mini`` (the paper's judge). Requests retry with
@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from r1searcher.http_retry import RetryPolicy
+from r1searcher.util.http_retry import RetryPolicy
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"

@@ -26,7 +26,7 @@ of FlashRAG's baselines (the paper's Table 2): a plain short-answer instruction,
 
 A direct answer is taken from ``<answer>…</answer>`` when the model writes one, and otherwise from
 the first non-empty line of the reply, with an ``Answer:`` / ``The answer is`` lead-in and a final
-period removed (:func:`r1searcher.tags.extract_answer` with ``first_line=True``). They get
+period removed (:func:`r1searcher.rollout.tags.extract_answer` with ``first_line=True``). They get
 ``DIRECT_MAX_TOKENS`` new tokens: enough for any short answer, and no time spent on text that would
 be cut anyway.
 """
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from r1searcher.retrieval.base import Passage, format_documents
-from r1searcher.tags import extract_answer
+from r1searcher.rollout.tags import extract_answer
 
 #: New tokens a direct method may write (a short phrase, on one line).
 DIRECT_MAX_TOKENS = 32
@@ -88,7 +88,7 @@ class Question(Protocol):
 
 
 class PromptSettings(Protocol):
-    """What a method reads of the evaluation settings (``r1searcher.evaluate.EvalSpec``)."""
+    """What a method reads of the evaluation settings (``r1searcher.eval.evaluate.EvalSpec``)."""
 
     top_k: int
     max_doc_words: int | None

@@ -1,5 +1,5 @@
-"""What the tantivy BM25 reader (:mod:`~r1searcher.retrieval.bm25_tantivy`) and builder
-(:mod:`~r1searcher.retrieval.bm25_tantivy_build`) must agree on: the index's schema, the text
+"""What the tantivy BM25 reader (:mod:`~r1searcher.retrieval.tantivy.reader`) and builder
+(:mod:`~r1searcher.retrieval.tantivy.build`) must agree on: the index's schema, the text
 analyzer and its registered name, the text a passage is indexed by, and how a shard's files are
 listed and hashed for the manifest.
 
@@ -13,7 +13,7 @@ import string
 from collections.abc import Iterable
 from pathlib import Path
 
-from r1searcher.fingerprint import file_sha256
+from r1searcher.util.fingerprint import file_sha256
 from r1searcher.retrieval.base import Passage
 
 KIND = "bm25"
@@ -25,7 +25,7 @@ TOKENIZER = "r1_simple"
 def make_analyzer(stemmer: str | None = "english", stopwords: str | None = "en"):
     """The tantivy text analyzer used for passages and queries alike: split on non-alphanumeric
     characters, lower-case, drop English stop words (bm25s's list) and single ASCII letters/digits,
-    Snowball-stem (see :mod:`~r1searcher.retrieval.bm25_tantivy`'s module doc)."""
+    Snowball-stem (see :mod:`~r1searcher.retrieval.tantivy.reader`'s module doc)."""
     import tantivy
 
     if stopwords not in ("en", None):

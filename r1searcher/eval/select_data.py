@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from r1searcher.data.qa import QARecord
-from r1searcher.metrics import max_cover_exact_match
+from r1searcher.eval.metrics import max_cover_exact_match
 
 
 def label(first_correct: int | None, n: int, easy_below: int = 10, medium_upto: int = 20) -> str:

@@ -33,9 +33,9 @@ answer earns it as much as several.
 from __future__ import annotations
 
 from r1searcher.config import RewardConfig
-from r1searcher.metrics import answer_in_text, score_prediction
+from r1searcher.eval.metrics import answer_in_text, score_prediction
 from r1searcher.rollout.trajectory import Trajectory
-from r1searcher.tags import FormatCounts, documents, parse
+from r1searcher.rollout.tags import FormatCounts, documents, parse
 
 
 def _text(completion: Trajectory | str) -> str:

@@ -34,8 +34,8 @@ them all costs well under a second; a bigger index is checked by content with ``
 which ``r1searcher index verify DIR`` runs. Tantivy does not check its own files' contents on
 open, so a flipped byte of equal size would otherwise change answers silently.
 
-Building (streamed, bounded memory, resumable) is :mod:`r1searcher.retrieval.bm25_tantivy_build`; the
-schema, analyzer and file listing both sides share are :mod:`r1searcher.retrieval.tantivy_schema`.
+Building (streamed, bounded memory, resumable) is :mod:`r1searcher.retrieval.tantivy.build`; the
+schema, analyzer and file listing both sides share are :mod:`r1searcher.retrieval.tantivy.schema`.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from r1searcher.fingerprint import file_sha256 as _sha256
-from r1searcher.outdir import fresh_tmp, replace_dir
+from r1searcher.util.fingerprint import file_sha256 as _sha256
+from r1searcher.util.outdir import fresh_tmp, replace_dir
 from r1searcher.retrieval.base import Passage, RetrieverError, check_batch
 from r1searcher.retrieval.manifest import is_index_dir, read_manifest
 from r1searcher.retrieval.store import OFFSETS_FILE, PASSAGES_FILE, DiskTable, scored_passages
-from r1searcher.retrieval.tantivy_schema import ENGINE, KIND, TOKENIZER, file_sha256s, make_analyzer, passage_body
+from r1searcher.retrieval.tantivy.schema import ENGINE, KIND, TOKENIZER, file_sha256s, make_analyzer, passage_body
 
 __all__ = ["AUTO_VERIFY_BYTES", "ENGINE", "KIND", "MIN_DEPTH", "TantivyBM25", "VERIFY_MODES", "file_sha256s",
            "make_analyzer"]
@@ -145,7 +145,7 @@ class TantivyBM25:
         """Build over ``passages`` into ``directory`` (a temporary folder when None: :meth:`save` moves it)."""
         import tempfile
 
-        from r1searcher.retrieval.bm25_tantivy_build import build_tantivy
+        from r1searcher.retrieval.tantivy.build import build_tantivy
 
         opts.pop("show_progress", None)
         d = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="r1-tantivy-")) / "index"
@@ -156,7 +156,7 @@ class TantivyBM25:
         """Copy the index into ``directory`` (nothing to do when it is already there).
 
         Copied beside it first; ``directory`` is replaced only when it is empty or an index of
-        ours (:mod:`r1searcher.outdir`), anything else raises :class:`~r1searcher.outdir.NotOursError`."""
+        ours (:mod:`r1searcher.util.outdir`), anything else raises :class:`~r1searcher.util.outdir.NotOursError`."""
         d = Path(directory)
         if d.resolve() == self.directory.resolve():
             return self.manifest

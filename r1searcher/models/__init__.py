@@ -1,0 +1,1 @@
+"""Loading policies (packaged GGUF → safetensors, HF folders, LoRA adapters) and the run-folder layout."""

@@ -1,0 +1,1 @@
+"""The tantivy BM25 index: a bounded-memory builder and a reader."""
