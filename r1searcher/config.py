@@ -6,7 +6,7 @@
 A config is a YAML file path, or the name of one shipped inside the package (``r1searcher/configs/``:
 ``tiny``, ``stage1``, ``stage2``, …, with or without ``.yaml``), so an installed wheel finds them from
 any folder. Every knob a user can set is a field of one section (``model``, ``retrieval``,
-``rollout``, ``reward``, ``data``, ``train``, ``eval``, ``demo``, ``web``, ``serve``; the classes
+``rollout``, ``reward``, ``data``, ``train``, ``eval``, ``demo``, ``web``, ``serve``, ``judge``; the classes
 live in :mod:`r1searcher.settings`), with one help string, shown by ``r1searcher config``.
 
 Loading is one pass: defaults, the YAML file, the overrides, then the environment variables named in
@@ -14,7 +14,8 @@ a field's help for the fields still unset, then :func:`~r1searcher.settings.vali
 Unknown keys are errors that name the key and the closest valid one; override values are parsed as
 YAML scalars and must match the field's type; a value out of range or a combination that cannot
 work fails here, in one line naming the key. The tree is frozen: a command derives its config by
-override (:func:`derive`), which is validated the same way. A saved config holds the web keys masked.
+override (:func:`derive`), which is validated the same way. A saved config holds the web and judge keys
+masked.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from r1searcher.settings.demo import DemoSpec
 from r1searcher.settings.env import section_env
 from r1searcher.settings.evaluation import EvalConfig
 from r1searcher.settings.fields import ConfigError, field_help
+from r1searcher.settings.judge import JudgeConfig
 from r1searcher.settings.serve import ServerLimits
 from r1searcher.settings.training import (DataConfig, ModelConfig, RetrievalConfig, RewardConfig, RolloutConfig,
                                           TrainConfig)
@@ -41,7 +43,7 @@ from r1searcher.settings.validate import validate
 from r1searcher.settings.web import SECRET_FIELDS, URL_FIELDS, WebConfig
 
 __all__ = ["Config", "ConfigError", "DataConfig", "DemoSpec", "EvalConfig", "ModelConfig", "RetrievalConfig",
-           "RewardConfig", "RolloutConfig", "ServerLimits", "TrainConfig", "WebConfig", "apply_overrides",
+           "JudgeConfig", "RewardConfig", "RolloutConfig", "ServerLimits", "TrainConfig", "WebConfig", "apply_overrides",
            "config_fields", "derive", "diff_configs", "load_config", "save_config", "validate"]
 
 MASK = "***"  # how a saved config shows a secret (r1searcher.util.redact.MASK)
@@ -62,14 +64,16 @@ class Config:
     demo: DemoSpec = field(default_factory=DemoSpec, metadata={"help": "r1searcher demo's knobs"})
     web: WebConfig = field(default_factory=WebConfig, metadata={"help": "the live web retriever (--web)"})
     serve: ServerLimits = field(default_factory=ServerLimits, metadata={"help": "the retrieval server's limits"})
+    judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "the LLM judge (r1searcher metrics --judge)"})
 
     def __post_init__(self) -> None:
         validate(self)  # the checks between fields, whichever way the tree is made
 
     def to_dict(self) -> dict:
-        """The tree as plain data, fit to print or save (web keys and URL credentials masked)."""
+        """The tree as plain data, fit to print or save (web and judge keys, URL credentials masked)."""
         out = _plain(dataclasses.asdict(self))
         out["web"] = _plain(self.web.shown())
+        out["judge"] = _plain(self.judge.shown())
         return out
 
     def derive(self, overrides: Mapping[str, Any] | list[str]) -> Config:

@@ -24,6 +24,7 @@ ONE_PER_SECTION = {
     "demo": ("demo.minutes", 12.5),
     "web": ("web.pages", 5),
     "serve": ("serve.max_k", 50),
+    "judge": ("judge.concurrency", 3),
 }
 
 
@@ -266,7 +267,7 @@ def test_a_saved_config_masks_the_keys_and_loads_them_back_from_the_environment(
 
 def test_an_old_run_config_without_the_new_sections_loads_and_is_not_a_change(tmp_path, clean_env):
     old = load_config("tiny").to_dict()
-    for name in ("eval", "demo", "web", "serve"):
+    for name in ("eval", "demo", "web", "serve", "judge"):
         del old[name]
     p = tmp_path / "old.yaml"
     p.write_text(yaml.safe_dump(old))
@@ -361,3 +362,51 @@ def test_the_web_section_configures_the_web_retriever(tmp_path, clean_env):
         assert r.cfg == cfg.web and r.describe()["provider"] == "searxng"
     finally:
         r.close()
+
+
+def test_every_r1searcher_variable_the_package_reads_is_a_fallback_or_listed():
+    """A new ``R1SEARCHER_*`` name must be a field's fallback (shown in its help) or one of the process
+    variables ``r1searcher config`` lists: no setting hides in the environment alone."""
+    import re
+    from pathlib import Path
+
+    import r1searcher
+    from r1searcher.config import _leaves
+    from r1searcher.settings.env import PROCESS_ENV
+
+    fallbacks = {f.metadata.get("env") for _, f, _ in _leaves(Config)} - {None}
+    read = set()
+    for p in Path(r1searcher.__file__).parent.rglob("*.py"):
+        read |= set(re.findall(r"\bR1SEARCHER_[A-Z0-9_]*[A-Z0-9]\b", p.read_text()))
+    assert read - fallbacks - set(PROCESS_ENV) == set()
+    assert set(PROCESS_ENV) <= read  # and the list names only variables something reads
+
+
+def test_the_judge_section_masks_its_key_and_reads_its_variables(tmp_path, clean_env, capsys):
+    clean_env.setenv("R1SEARCHER_JUDGE_API_KEY", "sk-judge-9")
+    clean_env.setenv("R1SEARCHER_JUDGE_MODEL", "qwen-judge")
+    cfg = load_config(None, ["judge.base_url=https://u:pw@judge.example/v1", "judge.concurrency=2"])
+    assert (cfg.judge.api_key, cfg.judge.model, cfg.judge.concurrency) == ("sk-judge-9", "qwen-judge", 2)
+    save_config(cfg, tmp_path / "c.yaml")
+    text = (tmp_path / "c.yaml").read_text()
+    assert "sk-judge-9" not in text and "pw@" not in text and "sk-judge" not in repr(cfg.judge)
+    assert load_config(tmp_path / "c.yaml").judge.api_key == "sk-judge-9"  # masked: back from the variable
+    with pytest.raises(ConfigError, match=r"^judge.concurrency: must be >= 1, got 0$"):
+        load_config(None, ["judge.concurrency=0"])
+    assert cli.main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "judge.api_key (str | None) = None" in out and "environment (not config keys):" in out
+    assert "R1SEARCHER_DATA_MIRROR" in out
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.stop_when=reward>>1", r"^train.stop_when: cannot read 'reward>>1'"),
+    ("train.stop_when=acc>=1.2.3", r"^train.stop_when: '1.2.3' in 'acc>=1.2.3' is not a number$"),
+    ("train.report_to=[tensorboard, nope]", r"^train.report_to: unknown tracker 'nope'"),
+    ("train.report_to=none,wandb", r"^train.report_to: 'none' cannot be combined"),
+])
+def test_the_string_knobs_of_train_fail_at_load_not_at_the_first_step(clean_env, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("tiny", [override])
+    assert load_config("tiny", ["train.stop_when=frac_with_search>=0.8, reward_format>=0.4",
+                                "train.report_to=tensorboard"]).train.stop_when

@@ -339,6 +339,20 @@ def test_cli_metrics_with_live_judge(server: ChatServer, tmp_path: Path, capsys:
     assert len(server.requests) == 2
 
 
+def test_cli_metrics_takes_the_judge_section_of_a_config_and_flags_win(server: ChatServer, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "preds.jsonl"
+    f.write_text(json.dumps({"question": "Capital of France?", "answer": "Paris", "pred_ans": "Paris"}) + "\n")
+    conf = tmp_path / "judge.yaml"
+    conf.write_text(f"judge:\n  base_url: {server.url}\n  model: from-config\n  cache: {tmp_path / 'j.sqlite'}\n")
+    assert cli.main(["metrics", str(f), "--json", "--judge", "--config", str(conf)]) == 0
+    assert "judge from-config at" in capsys.readouterr().err and len(server.requests) == 1
+    assert cli.main(["metrics", str(f), "--json", "--judge", "--config", str(conf), "--judge-model", "flag"]) == 0
+    assert "judge flag at" in capsys.readouterr().err and len(server.requests) == 2  # another model: not cached
+    assert cli.main(["metrics", str(f), "--judge", "--config", str(conf), "--judge-concurrency", "0"]) == 2
+    assert "judge.concurrency: must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_cli_metrics_judge_unreachable(tmp_path: Path, capsys: pytest.CaptureFixture[str], no_sleep: list[float]) -> None:
     f = tmp_path / "preds.jsonl"
     f.write_text(json.dumps({"question": "q", "answer": "a", "pred_ans": "a"}) + "\n", encoding="utf-8")

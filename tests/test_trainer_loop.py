@@ -62,7 +62,7 @@ RUNNER = STEER + textwrap.dedent(
     from r1searcher.rl.trainer import train
 
     cfg = load_config(sys.argv[1], sys.argv[4:])
-    try:  # as `r1searcher train` does: a process group left up at exit can abort in gloo's threads
+    try:  # as `r1searcher train` does: leave the process group before the interpreter exits
         train(cfg, sys.argv[2], resume=sys.argv[3] == "1", steer=make_steer(cfg.model.name))
     finally:
         D.shutdown()

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "sections:\n" + "\n".join(f"  {name:<10} {text}" for name, text in sections())
     p.add_argument("--section", help="only this section's keys")
     sub = p.add_subparsers(dest="action", metavar="ACTION", title="actions (default: list every key)")
-    show = sub.add_parser("show", help="the resolved config, as a run saves it (web keys masked)")
+    show = sub.add_parser("show", help="the resolved config, as a run saves it (API keys masked)")
     show.add_argument("--config", help="a YAML config (a file or a packaged name: tiny, stage1, stage2, …)")
     show.add_argument("--section", dest="show_section", help="only this section's values")
     show.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. train.lr=1e-6)")
@@ -37,6 +37,13 @@ def describe(section: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def environment() -> str:
+    """The environment variables that are not a field's fallback (those are named in each field's help)."""
+    from r1searcher.settings.env import PROCESS_ENV
+
+    return "\n".join(["", "environment (not config keys):"] + [f"{k}\n    {v}" for k, v in PROCESS_ENV.items()])
+
+
 def run(args: argparse.Namespace) -> int:
     import yaml
 
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown section {section!r}; choose one of {', '.join(names)}")
     if args.action != "show":
         print(describe(section))
+        if section is None:
+            print(environment())
         return 0
     tree = load_config(args.config, list(args.overrides)).to_dict()
     print(yaml.safe_dump({section: tree[section]} if section else tree, sort_keys=False).rstrip())

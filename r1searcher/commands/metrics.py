@@ -34,13 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-field", default="gpt4o_output", help="field with stored judge replies (default: gpt4o_output)")
     p.add_argument("--limit", type=int, default=0, help="score only the first N rows (the paper's script: 2000)")
     p.add_argument("--judge", action="store_true", help="judge rows without a stored reply through an LLM endpoint")
-    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible /v1 URL (default: $R1SEARCHER_JUDGE_BASE_URL)")
-    p.add_argument("--judge-model", default=None, help="judge model (default: $R1SEARCHER_JUDGE_MODEL or gpt-4o-mini)")
-    p.add_argument("--judge-concurrency", type=int, default=8, help="requests in flight at most (default: 8)")
-    p.add_argument("--judge-cache", default=None,
-                   help="SQLite cache file (default: $R1SEARCHER_JUDGE_CACHE, else judge.sqlite in the cache root, $R1SEARCHER_CACHE_DIR)")
-    p.add_argument("--no-judge-cache", action="store_true", help="do not read or write the judge cache")
-    p.add_argument("--judge-strict", action="store_true", help="count only replies that are exactly 'True' (the paper's rule)")
+    p.add_argument("--config", default=None,
+                   help="a config whose judge section sets the defaults below (see `r1searcher config --section judge`)")
+    p.add_argument("--judge-base-url", default=None, help="judge.base_url: OpenAI-compatible /v1 URL "
+                   "(default: $R1SEARCHER_JUDGE_BASE_URL)")
+    p.add_argument("--judge-model", default=None, help="judge.model (default: $R1SEARCHER_JUDGE_MODEL or gpt-4o-mini)")
+    p.add_argument("--judge-concurrency", type=int, default=None, help="judge.concurrency: requests in flight (default: 8)")
+    p.add_argument("--judge-cache", default=None, help="judge.cache: SQLite cache file (default: $R1SEARCHER_JUDGE_CACHE, "
+                   "else judge.sqlite in the cache root, $R1SEARCHER_CACHE_DIR)")
+    p.add_argument("--no-judge-cache", action="store_true", help="judge.use_cache=false: do not read or write the cache")
+    p.add_argument("--judge-strict", action="store_true", help="judge.strict: count only replies that are exactly 'True' "
+                   "(the paper's rule)")
     p.add_argument("--json", action="store_true", help='print one JSON object {"n","em","cover_em","f1","judge"}')
 
 
@@ -92,6 +96,17 @@ def _read_rows(path: Path, args: argparse.Namespace) -> list[_Row]:
     return rows
 
 
+def judge_config(args: argparse.Namespace):
+    """The ``judge`` section: ``--config``'s (else the defaults and ``$R1SEARCHER_JUDGE_*``), the flags
+    given on the command line as overrides, validated as any config is."""
+    from r1searcher.config import load_config
+
+    flags = {"judge.base_url": args.judge_base_url, "judge.model": args.judge_model,
+             "judge.concurrency": args.judge_concurrency, "judge.cache": args.judge_cache,
+             "judge.use_cache": False if args.no_judge_cache else None, "judge.strict": True if args.judge_strict else None}
+    return load_config(args.config, {k: v for k, v in flags.items() if v is not None}).judge
+
+
 def _judge_missing(rows: list[_Row], args: argparse.Namespace) -> list[bool]:
     """Verdicts for rows without a stored reply, from the LLM endpoint."""
     from r1searcher.eval.judge import Judge
@@ -100,14 +115,10 @@ def _judge_missing(rows: list[_Row], args: argparse.Namespace) -> list[bool]:
     for r in todo:
         if not r.question:
             raise ValueError(f"{args.file}:{r.line}: the judge needs a 'question' field")
-    with Judge(
-        base_url=args.judge_base_url,
-        model=args.judge_model,
-        concurrency=args.judge_concurrency,
-        cache_path=args.judge_cache,
-        use_cache=not args.no_judge_cache,
-        strict=args.judge_strict,
-    ) as judge:
+    j = judge_config(args)
+    with Judge(base_url=j.base_url, model=j.model, api_key=j.api_key, concurrency=j.concurrency,
+               timeout_s=j.timeout_s, max_retries=j.max_retries, max_tokens=j.max_tokens,
+               temperature=j.temperature, strict=j.strict, cache_path=j.cache, use_cache=j.use_cache) as judge:
         results = judge.judge_many([(r.question, r.judge_gold, r.pred) for r in todo])
         print(
             f"judge {judge.model} at {judge.base_url}: {len(todo)} judged, {judge.n_cached} from cache, "
@@ -145,8 +156,8 @@ def _fmt(v: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.judge_concurrency < 1:
-        raise ValueError("--judge-concurrency must be ≥ 1")
+    if args.judge:
+        judge_config(args)  # a bad judge setting fails before the file is read
     res = score_file(args)
     s = res.summary
     for note in res.notes:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from r1searcher import paths
+from r1searcher.settings.judge import PAPER_MAX_TOKENS
 from r1searcher.util.chat import ChatClient, ChatError
 
 #: The released judge prompt (``evaluation/metric_calc_gpt_as_judge.py``). The blank line
@@ -45,7 +46,6 @@ JUDGE_PROMPT = (
 #: Part of every cache key: bump it when the prompt or the request changes.
 PROMPT_VERSION = "r1searcher-judge-v1"
 
-PAPER_MAX_TOKENS = 1024
 #: What the error that ends the retries tells the user to check.
 _HINT = (" Is the server up? "
          "Set R1SEARCHER_JUDGE_BASE_URL (or pass --judge-base-url) to an OpenAI-compatible /v1 URL.")

@@ -22,6 +22,7 @@ process group's timeout (tens of minutes) unless a launcher kills them.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,7 +66,12 @@ def init(device: str = "auto") -> Dist:
 
 
 def shutdown() -> None:
+    """Leave the process group. What only a reference cycle keeps alive is freed first: an FSDP model
+    (its hooks and state point at each other) outlives ``train()`` until the garbage collector runs, and
+    freed at interpreter exit, after the group is gone and a peer may have left, its shards' teardown
+    could abort the process in gloo's threads ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -13,40 +13,9 @@ Pure functions of the log records and the clock, so the rules are tested without
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-_OPS = {
-    ">=": lambda a, b: a >= b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b,
-}
-_COND = re.compile(r"^\s*([A-Za-z_][\w:.]*)\s*(>=|<=|>|<)\s*(-?[\d.]+(?:e-?\d+)?)\s*$")
-
-
-@dataclass(frozen=True)
-class Condition:
-    key: str
-    op: str
-    value: float
-
-    def holds(self, x: float) -> bool:
-        return _OPS[self.op](x, self.value)
-
-    def __str__(self) -> str:
-        return f"{self.key}{self.op}{self.value:g}"
-
-
-def parse_conditions(spec: str) -> list[Condition]:
-    """``"a>=0.8, b<2"`` → conditions (all must hold); ``""`` → none. A malformed part is an error."""
-    out = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        m = _COND.match(part)
-        if not m:
-            raise ValueError(f"train.stop_when: cannot read {part!r}; write e.g. 'frac_with_search>=0.8, reward_format>=0.4'")
-        out.append(Condition(m.group(1), m.group(2), float(m.group(3))))
-    return out
+from r1searcher.settings.specs import Condition, parse_conditions
 
 
 def window_means(records: list[dict], keys: list[str], window: int) -> dict[str, float] | None:

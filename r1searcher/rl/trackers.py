@@ -21,29 +21,13 @@ import os
 import warnings
 from pathlib import Path
 
+from r1searcher.settings.specs import TRACKERS, parse_report_to
 from r1searcher.util.files import write_atomic
 
-TRACKERS = ("tensorboard", "wandb", "trackio")
 #: the pip package each tracker needs
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 PROJECT = "r1searcher"  # wandb / Trackio project (wandb: WANDB_PROJECT overrides)
 SAMPLE_COLUMNS = ("step", "question", "gold", "prediction", "reward", "f1", "stop_reason", "n_searches", "text")
-
-
-def parse_report_to(value) -> list[str]:
-    """``"tensorboard,trackio"`` or ``["wandb"]`` → names in order, without repeats; ``none``/empty → []."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = [str(x).strip().lower() for x in items if str(x).strip()]
-    if "none" in names:
-        if len(names) > 1:
-            raise ValueError(f"train.report_to: 'none' cannot be combined with other trackers (got {value!r})")
-        return []
-    bad = [n for n in names if n not in TRACKERS]
-    if bad:
-        raise ValueError(f"train.report_to: unknown tracker {bad[0]!r}; choose from {', '.join(TRACKERS)} or none")
-    return list(dict.fromkeys(names))
 
 
 def flatten(rec: dict, prefix: str = "") -> dict[str, float]:

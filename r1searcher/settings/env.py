@@ -45,3 +45,16 @@ def section_env(cls: type, present: dict[str, Any]) -> dict[str, Any]:
         if raw and f.name not in present:
             out[f.name] = parse_env(name, raw, hints[f.name])
     return out
+
+
+#: The variables that are not fallbacks of a field: where things live, and how errors print.
+#: ``r1searcher config`` lists them after the keys; a test keeps every ``R1SEARCHER_*`` name the package
+#: reads either here or as a field's ``env``.
+PROCESS_ENV: dict[str, str] = {
+    "R1SEARCHER_CACHE_DIR": "the cache root: converted models, built indexes, web.sqlite, judge.sqlite "
+                            "(else $XDG_CACHE_HOME/r1searcher, else ~/.cache/r1searcher; r1searcher.paths)",
+    "R1SEARCHER_CACHE": "deprecated name of R1SEARCHER_CACHE_DIR (read with a warning)",
+    "R1SEARCHER_DATA": "the data root holding downloaded datasets (else <cache root>/data)",
+    "R1SEARCHER_DATA_MIRROR": "a mirror URL prefix that `r1searcher data get` fetches every file through",
+    "R1SEARCHER_DEBUG": "1: print the full traceback of an error (the --debug flag)",
+}

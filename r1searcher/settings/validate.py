@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from r1searcher.settings.fields import ConfigError
+from r1searcher.settings.specs import parse_conditions, parse_report_to
 
 _LORA_LAYERS = re.compile(r"^(all|top:[1-9]\d*)$")
 
@@ -61,4 +62,9 @@ def validate(cfg: Any) -> Any:
         parse_hop_weights(cfg.demo.stage2_weights)
     except ValueError as e:
         raise ConfigError(f"demo.stage2_weights: {e}") from None
+    try:
+        parse_conditions(cfg.train.stop_when)
+        parse_report_to(cfg.train.report_to)
+    except ValueError as e:  # their messages name the key
+        raise ConfigError(str(e)) from None
     return cfg
