@@ -147,14 +147,22 @@ def _add_micro_batch_stats(stats: dict[str, float], loss, ent, old_minus_new, mb
 # --------------------------------------------------------------------------- statistics
 
 
-def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list[dict], answers: list[list[str]]) -> dict:
-    """Sums over this rank's trajectories of everything logged per step (reduced over ranks later)."""
+def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list[dict], answers: list[list[str]],
+                 explore_from: int | None = None) -> dict:
+    """Sums over this rank's trajectories of everything logged per step (reduced over ranks later).
+    ``explore_from``: samples from this index on are exploration's (``train.explore_share``); their
+    F1 and searches are also summed apart from the others'."""
     from r1searcher.eval.metrics import max_cover_exact_match, max_exact_match, max_f1_score
 
     s: dict[str, float] = {"n": len(trajs), "reward_sum": sum(rewards), "reward_sq": sum(r * r for r in rewards)}
     for tr, bd, gold in zip(trajs, breakdowns, answers):
         pred = tr.answer
-        s["f1"] = s.get("f1", 0.0) + (max_f1_score(pred, gold) if pred is not None else 0.0)
+        f1 = max_f1_score(pred, gold) if pred is not None else 0.0
+        s["f1"] = s.get("f1", 0.0) + f1
+        if explore_from is not None:
+            kind = "explored" if tr.sample >= explore_from else "natural"
+            for k, v in ((kind, 1.0), (f"{kind}_f1", f1), (f"{kind}_searches", tr.n_searches)):
+                s[k] = s.get(k, 0.0) + v
         s["em"] = s.get("em", 0.0) + float(pred is not None and max_exact_match(pred, gold))
         s["acc"] = s.get("acc", 0.0) + float(pred is not None and max_cover_exact_match(pred, gold))
         s["has_answer"] = s.get("has_answer", 0.0) + float(pred is not None)
@@ -169,6 +177,19 @@ def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list
         for why in (bd or {}).get("reasons", []):
             s[f"why:{why}"] = s.get(f"why:{why}", 0.0) + 1
     return s
+
+
+def _explore_stats(s: dict, n: float) -> dict:
+    """With exploration on: the share of samples in its arm, and F1 and searches of that arm and of the
+    natural one apart (``searches_natural`` is what the policy chooses on its own)."""
+    if not s.get("explored"):
+        return {}
+    out = {"frac_explored": s["explored"] / n}
+    for kind in ("explored", "natural"):
+        if s.get(kind):
+            out[f"f1_{kind}"] = s[f"{kind}_f1"] / s[kind]
+            out[f"searches_{kind}"] = s[f"{kind}_searches"] / s[kind]
+    return out
 
 
 def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dropped: int, kl_on: bool) -> dict:
@@ -193,6 +214,7 @@ def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dr
         **{f"stop_{r}": int(s.get(f"stop_{r}", 0)) for r in STOP_REASONS},
         "trajectories": int(s.get("n", 0)),
         "reward_reasons": {k[4:]: int(v) for k, v in sorted(s.items()) if k.startswith("why:")},
+        **_explore_stats(s, n),
         "groups_dropped": groups_dropped,
         "kl": upd.get("kl_sum", 0.0) / toks if kl_on and trained else None,
         "entropy": upd.get("entropy_sum", 0.0) / toks if trained else None,
@@ -226,8 +248,13 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     """
     from r1searcher.rl.rewards import compute_reward
 
+    from r1searcher.rollout.steer import ExploreSteer, chain
+
     run = Run.open(cfg, out, resume=resume, last_intact=last_intact, steer=steer)
     t, par, model, engine = cfg.train, run.par, run.model, run.engine
+    explorer = (ExploreSteer(run.tokenizer, cfg.rollout.n_samples, t.explore_share, t.explore_searches)
+                if t.explore_share > 0 else None)
+    explore = chain(explorer, steer) if explorer else None  # the training rollouts only, never the held-out slice
     temperature, kl_on = cfg.rollout.temperature, t.kl_coef > 0
     for step in range(run.start, t.max_steps):
         if step == run.start and not run.first_step_fits():  # a resume: does its first step fit in what is left?
@@ -238,7 +265,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         # 2. rollouts (generation and retrieval interleaved; the engine times retrieval)
         model.eval()
         with torch.no_grad(), par.gathered(model):
-            trajs = engine.rollout([r.question for r in recs], seed=(t.seed * 1_000_003 + step) * 1009 + par.rank)
+            trajs = engine.rollout([r.question for r in recs], seed=(t.seed * 1_000_003 + step) * 1009 + par.rank,
+                                   steer=explore)
         times = {"sec_rollout": time.perf_counter() - t0, "sec_retrieve": engine.stats.retrieval_s}
         times["sec_generate"] = times["sec_rollout"] - times["sec_retrieve"]
         # 3. rewards
@@ -247,7 +275,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         scored = [compute_reward(tr, gold, cfg.reward) for tr, gold in zip(trajs, answers)]
         rewards = torch.tensor([r for r, _ in scored], dtype=torch.float32)
         times["sec_reward"] = time.perf_counter() - t1
-        sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers)
+        sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers,
+                            explorer.first if explorer else None)
         # 4. optional: drop groups with all-equal rewards (no outcome signal)
         dropped = 0
         if t.drop_uniform_groups:

@@ -121,6 +121,7 @@ class RolloutEngine:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.generator: Generator = generator or HFGenerator(model, pad_token_id=pad or 0)
         self.steer = steer
+        self._steer = steer  # this call's: rollout(steer=...) replaces it for one call
         self.on_retriever_error = on_retriever_error or getattr(cfg, "on_retriever_error", "raise")
         if self.on_retriever_error not in ("raise", "stop"):
             raise ValueError(f"on_retriever_error must be 'raise' or 'stop', got {self.on_retriever_error!r}")
@@ -150,6 +151,7 @@ class RolloutEngine:
         max_searches: int | None = None,
         max_new_tokens: int | None = None,
         stop_at_newline: bool = False,
+        steer: Steer | None = None,
     ) -> list[Trajectory]:
         """``len(questions) * n`` trajectories; question i's samples at ``[i*n, (i+1)*n)``, ``group == i``.
 
@@ -158,7 +160,8 @@ class RolloutEngine:
         ``max_searches`` overrides ``cfg.max_searches`` for this call (0: the first query ends the
         trajectory with ``max_searches``); ``max_new_tokens`` caps the response of this call (the
         direct baselines' short answers); ``stop_at_newline`` ends a row (``eos``) at the first line
-        break after some text (a base model's one-line answer).
+        break after some text (a base model's one-line answer). ``steer`` replaces the engine's steer
+        for this call (the training loop's exploration, ``ExploreSteer``).
         """
         if isinstance(questions, str):
             raise TypeError("rollout takes a list of questions, not one string")
@@ -175,6 +178,7 @@ class RolloutEngine:
         self._max_response = self.cfg.max_response_tokens if max_new_tokens is None else min(
             max_new_tokens, self.cfg.max_response_tokens)
         self._stop_at_newline = stop_at_newline
+        self._steer = self.steer if steer is None else steer
         self.stats = RolloutStats(sequences=len(questions) * n)
         t0 = time.perf_counter()
         per_chunk = max(1, self.cfg.batch_size // n)
@@ -223,6 +227,8 @@ class RolloutEngine:
                 pause: list[int] = []
                 for pos, (r, t, lp) in enumerate(zip(active, toks.tolist(), lps.tolist())):
                     rows[r].add_policy_token(t, lp)
+                    if forced is not None and forced[pos] >= 0:
+                        rows[r].n_forced += 1
                     outcome = self._after_token(rows[r], t)
                     (keep if outcome == _CONTINUE else pause if outcome == _PAUSE else []).append(pos)
                 if pause:
@@ -242,9 +248,9 @@ class RolloutEngine:
         return rows
 
     def _forced(self, rows: list[RowState], active: list[int]) -> torch.Tensor | None:
-        if self.steer is None:
+        if self._steer is None:
             return None
-        forced = [self.steer(rows[r]) for r in active]
+        forced = [self._steer(rows[r]) for r in active]
         return torch.tensor([-1 if f is None else f for f in forced], dtype=torch.long)
 
     def _after_token(self, row: RowState, token: int) -> int:

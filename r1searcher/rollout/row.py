@@ -34,6 +34,7 @@ class RowState:
     pending_query: str | None = None  # query awaiting this round's retrieval
     trailing: str = ""  # text after the stop string inside the turn's last token
     n_inserted: int = 0  # inserted (mask-0) tokens so far
+    n_forced: int = 0  # policy tokens a steer forced (exploration)
 
     @property
     def turn(self) -> list[int]:
@@ -84,4 +85,5 @@ class RowState:
             group=self.group,
             n_turns=self.n_turns,
             sample=self.sample,
+            n_forced=self.n_forced,
         )

@@ -5,7 +5,11 @@ goes through exactly the same path as a drawn one: the model still computes the 
 still draws (and is overridden), the recorded log-prob is the model's ``log_softmax(logits/T)`` of
 the forced token, the mask bit is 1, stops are detected on it. This drives queries to chosen places
 (property tests of the mask over random segmentations) and makes a benchmark's token counts
-deterministic, without replacing any part of the engine. Training never uses a steer.
+deterministic, without replacing any part of the engine.
+
+Training uses one steer, and only when asked (``train.explore_share`` > 0): :class:`ExploreSteer`,
+exploration at the search decision (the engine applies it to sampled rollouts of the training
+loop, never to a greedy evaluation).
 """
 
 from __future__ import annotations
@@ -47,6 +51,55 @@ class ScriptedSteer:
         script = self.script(row)
         k = row.n_policy_tokens
         return int(script[k]) if k < len(script) else None
+
+
+class ExploreSteer:
+    """Exploration at the search decision: in each group of ``n`` samples, the last
+    ``round(share * n)`` open another query at the start of every policy turn that follows fewer than
+    ``min_searches`` searches (the ``<|begin_of_query|>`` tag is forced; the query, the thought after
+    its documents and the answer are the policy's own).
+
+    Why: once every sample of a 2-hop group searches once and answers, the group scores 0 together
+    and no outcome reward can bring the second search back (BENCHMARKS.md, "The demo at its budget").
+    Forced samples keep two-search trajectories in every group, so the reward compares searching
+    again with answering, question by question. The forced tag stays in the loss with the policy's own
+    log-prob as its "old" one (what the engine records for a forced token): its advantage trains the
+    decision itself, up where the second search paid (a 2-hop question) and down where it did not.
+    That gradient is off-policy (the tag was not drawn), which is the price of exploring.
+    """
+
+    def __init__(self, tokenizer, n: int, share: float, min_searches: int = 2):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        if min_searches < 2:
+            raise ValueError(f"min_searches must be >= 2 (a first search is the policy's own), got {min_searches}")
+        self.tag = tokenizer.encode(QUERY_OPEN, add_special_tokens=False)
+        self.first = n - round(share * n)  # samples first..n-1 of every group explore
+        self.min_searches = min_searches
+
+    def explores(self, row: RowState) -> bool:
+        return row.sample >= self.first
+
+    def __call__(self, row: RowState) -> int | None:
+        if row.sample < self.first or not 1 <= len(row.passages) < self.min_searches:
+            return None
+        k = len(row.turn)
+        return int(self.tag[k]) if k < len(self.tag) else None
+
+
+def chain(*steers: Steer | None) -> Steer | None:
+    """One steer that asks ``steers`` in order and forces the first token any of them names."""
+    live = [s for s in steers if s is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+
+    def first(row: RowState) -> int | None:
+        for s in live:
+            if (tok := s(row)) is not None:
+                return tok
+        return None
+
+    return first
 
 
 def script_tokens(tokenizer, segments: Sequence[str]) -> list[int]:

@@ -40,6 +40,7 @@ class Trajectory:
     group: int = 0  # index of the question in the batch (samples of one question share it)
     sample: int = 0  # index of this sample within its group
     n_turns: int = 1  # policy turns (searches that got documents + 1)
+    n_forced: int = 0  # policy tokens forced by a steer (training's exploration: rollout/steer.py)
 
     def __post_init__(self) -> None:
         if len(self.loss_mask) != len(self.response_ids):

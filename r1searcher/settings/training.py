@@ -99,6 +99,10 @@ class TrainConfig(Section):
     kl_estimator: str = knob("k1", "KL estimator", choices=("k1", "k2", "k3"))
     kl_in_reward: bool = knob(True, "the KL penalty goes into the reward (else into the loss)")
     drop_uniform_groups: bool = knob(False, "skip the backward of groups whose rewards are all equal (no signal)")
+    explore_share: float = knob(0.0, "beyond the paper: this share of each group's samples is made to open another "
+                                "query after each of its first explore_searches − 1 searches (rollout/steer.py "
+                                "ExploreSteer; 0 = off)", ge=0, le=1)
+    explore_searches: int = knob(2, "with explore_share: the searches an exploring sample makes at least", ge=2)
     seed: int = knob(0, "seed of the data order and the model's new weights")
     save_every: int = knob(10, "checkpoint every N steps (and at the end)", ge=0)
     keep_last: int = knob(2, "checkpoints kept", ge=0)

@@ -48,6 +48,10 @@ def _checks(cfg: Any) -> list[tuple[bool, str]]:
          f"train.eval_every: {t.eval_every} needs train.eval_data (a held-out QA file); or set train.eval_every=0"),
         (t.drop_uniform_groups and r.n_samples == 1,
          "train.drop_uniform_groups: with rollout.n_samples=1 every group is uniform and every step is dropped"),
+        (t.explore_share > 0 and round(t.explore_share * r.n_samples) == 0,
+         f"train.explore_share: {t.explore_share} of rollout.n_samples={r.n_samples} rounds to no sample"),
+        (t.explore_share > 0 and t.explore_searches > r.max_searches,
+         f"train.explore_searches: {t.explore_searches} is more than rollout.max_searches={r.max_searches}"),
         (not _LORA_LAYERS.match(m.lora_layers),
          f"model.lora_layers: must be 'all' or 'top:N' (N >= 1), got {m.lora_layers!r}"),
     ]

@@ -1,0 +1,158 @@
+"""Exploration at the search decision (``train.explore_share``, ``rollout/steer.ExploreSteer``) on
+real parts: a tiny random Llama over the SmolLM2 tokenizer, a real BM25 index, the real engine and
+the real training loop. The random model is scripted turn by turn (it would never search on its
+own); the exploration steer forces the second query's tag before the script speaks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from conftest import make_tiny_causal_lm
+from r1searcher.config import ConfigError, RetrievalConfig, RolloutConfig, load_config
+from r1searcher.retrieval.base import Passage
+from r1searcher.retrieval.bm25 import BM25Index
+from r1searcher.rollout.engine import RolloutEngine
+from r1searcher.rollout.steer import ExploreSteer
+from r1searcher.rollout.tags import ANSWER_CLOSE, ANSWER_OPEN, QUERY_CLOSE, QUERY_OPEN, THINK_CLOSE
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: What the scripted "policy" writes in each turn (index = searches so far), or after a forced tag.
+TURNS = [f" find it {QUERY_OPEN} alpha river {QUERY_CLOSE}", f" so {THINK_CLOSE}\n\n{ANSWER_OPEN} one {ANSWER_CLOSE}",
+         f" so {THINK_CLOSE}\n\n{ANSWER_OPEN} two {ANSWER_CLOSE}"]
+AFTER_TAG = f" beta castle {QUERY_CLOSE}"
+
+
+class TurnScript:
+    """Scripted turns, with ``explore`` asked first: a row whose turn began with the forced tag
+    continues with a query (``AFTER_TAG``), every other turn with ``TURNS[searches so far]``."""
+
+    def __init__(self, tokenizer, explore: ExploreSteer | None):
+        self.explore = explore
+        self.turns = [tokenizer.encode(t, add_special_tokens=False) for t in TURNS]
+        self.after_tag = tokenizer.encode(AFTER_TAG, add_special_tokens=False)
+        self.tag = tokenizer.encode(QUERY_OPEN, add_special_tokens=False)
+
+    def __call__(self, row):
+        if self.explore is not None and (forced := self.explore(row)) is not None:
+            return forced
+        turn = list(row.turn)
+        if self.explore is not None and self.explore.explores(row) and len(row.passages) == 1:
+            script = self.tag + self.after_tag  # the tag was forced: the "policy" writes the query
+        else:
+            script = self.turns[min(len(row.passages), len(self.turns) - 1)]
+        return script[len(turn)] if len(turn) < len(script) else None
+
+
+def script_ids(tok, text):
+    return tok.encode(text, add_special_tokens=False)
+
+
+@pytest.fixture(scope="module")
+def engine_parts(smollm_tokenizer):
+    words = ["alpha", "beta", "river", "castle", "north", "city"]
+    index = BM25Index.build([Passage(str(i), f"T{i}", f"{words[i % 6]} {words[(i * 5) % 6]} fact {i}") for i in range(12)])
+    return smollm_tokenizer, make_tiny_causal_lm(smollm_tokenizer), index
+
+
+def _engine(parts, steer, n=4):
+    tok, model, index = parts
+    cfg = RolloutConfig(n_samples=n, few_shot=False, max_new_tokens_per_turn=48, max_response_tokens=400, seed=0,
+                        max_searches=4, temperature=1.0)
+    return RolloutEngine(model, tok, index, cfg, RetrievalConfig(top_k=1, max_doc_words=12), steer=steer)
+
+
+def test_the_last_share_of_each_group_searches_again_and_the_tag_is_trained_on(engine_parts):
+    tok = engine_parts[0]
+    explore = ExploreSteer(tok, n=4, share=0.5)
+    eng = _engine(engine_parts, TurnScript(tok, None))
+    trajs = eng.rollout(["q one", "q two"], steer=TurnScript(tok, explore))
+    assert [(t.group, t.sample) for t in trajs] == [(g, s) for g in range(2) for s in range(4)]
+    tag = tok.encode(QUERY_OPEN, add_special_tokens=False)
+    for t in trajs:
+        n_script = len(script_ids(tok, TURNS[0])) + len(script_ids(tok, TURNS[1 if t.sample < 2 else 2]))
+        if t.sample < 2:  # the policy's own decision: one search, then the answer (all scripted here)
+            assert (t.n_searches, t.n_forced, t.answer) == (1, n_script, "one")
+        else:  # made to search again; the rest of the turn is the "policy's" (the script's)
+            n_script += len(script_ids(tok, AFTER_TAG)) + len(tag)
+            assert (t.n_searches, t.n_forced, t.answer) == (2, n_script, "two")
+            assert t.queries == ["alpha river", "beta castle"]
+            # the forced tag sits right after the first documents, mask 1, with the policy's own log-prob
+            start = min(i for i, m in enumerate(t.loss_mask[:-1]) if m == 0 and t.loss_mask[i + 1] == 1) + 1
+            assert t.response_ids[start : start + len(tag)] == tag
+            assert all(t.loss_mask[start : start + len(tag)])
+            lps = t.logprobs[start : start + len(tag)]
+            assert all(lp < 0 and math.isfinite(lp) for lp in lps)
+    # the steer was this call's only: the next call (an evaluation) decides alone
+    again = eng.rollout(["q one"], n=4)
+    assert all(t.n_searches == 1 and t.answer == "one" for t in again)
+
+
+def test_explore_searches_three_forces_a_third_query_only_after_the_second(engine_parts):
+    tok = engine_parts[0]
+    explore = ExploreSteer(tok, n=2, share=0.5, min_searches=3)
+    script = TurnScript(tok, explore)
+
+    def steer(row):  # after a forced second query, the third is forced too
+        forced = explore(row)
+        if forced is not None:
+            return forced
+        if explore.explores(row) and len(row.passages) in (1, 2):
+            s = script.tag + script.after_tag
+            return s[len(row.turn)] if len(row.turn) < len(s) else None
+        return script(row)
+
+    trajs = _engine(engine_parts, None, n=2).rollout(["q"], steer=steer)
+    assert [t.n_searches for t in trajs] == [1, 3]
+    assert trajs[1].queries == ["alpha river", "beta castle", "beta castle"]
+
+
+def test_steer_arguments_are_checked(smollm_tokenizer):
+    with pytest.raises(ValueError, match="share"):
+        ExploreSteer(smollm_tokenizer, n=8, share=1.5)
+    with pytest.raises(ValueError, match="min_searches"):
+        ExploreSteer(smollm_tokenizer, n=8, share=0.5, min_searches=1)
+    assert ExploreSteer(smollm_tokenizer, n=8, share=0.25).first == 6
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["rollout.n_samples=4", "train.explore_share=0.1"], "train.explore_share"),
+    (["rollout.max_searches=2", "train.explore_share=0.5", "train.explore_searches=3"], "train.explore_searches"),
+    (["train.explore_share=1.5"], "train.explore_share"),
+    (["train.explore_searches=1"], "train.explore_searches"),
+])
+def test_config_refuses_exploration_that_cannot_happen(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, overrides)
+
+
+def test_training_logs_explored_and_natural_samples_apart(tmp_path, smollm_tokenizer):
+    """The loop's rollouts explore (its steer asked before the test's script) and it logs both kinds."""
+    from tests.test_trainer_loop import write_tiny_run
+    from r1searcher.rl.trainer import train
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer)
+    cfg = load_config(d / "tiny.yaml", ["train.max_steps=1", "train.explore_share=0.5", "rollout.n_samples=2",
+                                         "rollout.max_response_tokens=400", "rollout.max_new_tokens_per_turn=48"])
+    tok = smollm_tokenizer
+    run = train(cfg, tmp_path / "run", steer=TurnScript(tok, ExploreSteer(tok, n=2, share=0.5)))
+    rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert rec["frac_explored"] == pytest.approx(0.5)
+    assert rec["searches_explored"] == 2 and rec["searches_natural"] == 1
+    assert rec["f1_explored"] == 0 and rec["f1_natural"] == 0  # "two" and "one" are not the gold answers
+    assert rec["searches_per_trajectory"] == pytest.approx(1.5)
+
+
+def test_without_exploration_the_log_has_no_explore_keys(tmp_path, smollm_tokenizer):
+    from tests.test_trainer_loop import write_tiny_run
+    from r1searcher.rl.trainer import train
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer)
+    cfg = load_config(d / "tiny.yaml", ["train.max_steps=1", "rollout.max_response_tokens=400",
+                                         "rollout.max_new_tokens_per_turn=48"])
+    run = train(cfg, tmp_path / "run", steer=TurnScript(smollm_tokenizer, None))
+    rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert "frac_explored" not in rec and rec["searches_per_trajectory"] == 1
