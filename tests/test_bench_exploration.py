@@ -34,3 +34,13 @@ def test_found_signal_counts_groups_where_only_some_samples_retrieved_the_answer
     found = [True, False, True, True, False, False]
     s = group_stats([0.0] * 6, [2, 1, 2, 2, 1, 1], [0.0] * 6, [True] * 6, n=2, found=found)
     assert s["found_signal"] == 1 / 3 and s["found"] == 0.5 and s["f1_signal"] == 0
+
+
+def test_arm_stats_split_the_exploring_arm_from_the_natural_one():
+    from r1searcher.benchmarks.exploration import arm_stats
+
+    # two groups of 4, samples 2-3 explore; group 0: only an explorer is right; group 1: a natural one is
+    f1s = [0.0, 0.0, 1.0, 0.0, 0.5, 0.0, 0.5, 0.0]
+    s = arm_stats(f1s, [0, 1, 2, 3] * 2, explore_from=2, n=4)
+    assert s == {"f1_explored": 0.375, "f1_natural": 0.125, "explore_wins": 0.5}
+    assert arm_stats(f1s, [0, 1, 2, 3] * 2, explore_from=None, n=4)["f1_explored"] is None

@@ -35,6 +35,16 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     report = (out / "report.md").read_text()
     assert "| rl | after |" in report and "| oracle | before |" in report and "training_curves.png" in report
     assert "Goals (held-out" in report
+    # where it ran: the CPU, its speed flags, torch's capability, the dtype model.dtype=auto picked
+    import torch
+
+    from r1searcher.models.loading import pick_dtype
+
+    mach = metrics["machine"]
+    assert mach["device"] == "cpu" and mach["dtype_setting"] == "auto"
+    assert mach["dtype"] == str(pick_dtype("auto", "cpu")).removeprefix("torch.")  # LoRA: bf16 where it is native
+    assert mach["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability() and mach["cores"] >= 1
+    assert f"Machine: {mach['cpu']}" in report and f"{mach['dtype']} (model.dtype=auto)" in report
     assert "What the searching policy does" in report and "| rl (after) | 2 | 3 |" in report
     # the curriculum over hop counts: stage 1 trains on 1-2 hops, stage 2 on 1-3
     hops = {s: {json.loads(x)["hops"] for x in (out / "world" / f"train_stage{s}.jsonl").read_text().splitlines()}

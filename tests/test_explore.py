@@ -110,9 +110,40 @@ def test_explore_searches_three_forces_a_third_query_only_after_the_second(engin
     assert trajs[1].queries == ["alpha river", "beta castle", "beta castle"]
 
 
+def test_sentence_mode_opens_the_query_after_the_turns_first_sentence(engine_parts):
+    """``at="sentence"``: the explorer states what it read first; the tag (space-led, as the policy
+    writes it after a sentence) comes after the first full stop, and a turn that closes its thought
+    before any full stop is left alone."""
+    tok = engine_parts[0]
+    explore = ExploreSteer(tok, n=4, share=0.5, at="sentence")
+    said = " alpha is a river."
+    tag = tok.encode(" " + QUERY_OPEN, add_special_tokens=False)
+    script = TurnScript(tok, None)
+    closing = tok.encode(f" so {THINK_CLOSE}\n\n{ANSWER_OPEN} one {ANSWER_CLOSE}", add_special_tokens=False)
+
+    def steer(row):
+        forced = explore(row)
+        if forced is not None:
+            return forced
+        if row.sample == 3 and len(row.passages) == 1:  # this explorer closes its thought at once
+            s = closing
+        elif explore.explores(row) and len(row.passages) == 1:
+            s = tok.encode(said, add_special_tokens=False) + tag + script.after_tag
+        else:
+            return script(row)
+        return s[len(row.turn)] if len(row.turn) < len(s) else None
+
+    trajs = _engine(engine_parts, None).rollout(["q"], steer=steer)
+    assert [t.n_searches for t in trajs] == [1, 1, 2, 1]
+    assert f"{said} {QUERY_OPEN} beta castle {QUERY_CLOSE}" in trajs[2].text
+    assert trajs[3].answer == "one"
+
+
 def test_steer_arguments_are_checked(smollm_tokenizer):
     with pytest.raises(ValueError, match="share"):
         ExploreSteer(smollm_tokenizer, n=8, share=1.5)
+    with pytest.raises(ValueError, match="at must be"):
+        ExploreSteer(smollm_tokenizer, n=8, share=0.5, at="never")
     with pytest.raises(ValueError, match="min_searches"):
         ExploreSteer(smollm_tokenizer, n=8, share=0.5, min_searches=1)
     assert ExploreSteer(smollm_tokenizer, n=8, share=0.25).first == 6

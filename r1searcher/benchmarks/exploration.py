@@ -18,6 +18,9 @@ as it is), and prints per setting, from the same questions and seed:
 - ``closed``: share of samples with a well-formed answer (no format penalty), and ``closed_1`` /
   ``closed_2`` the same among 1-search and ≥2-search samples (the penalty is 2, F1 at most 1: a
   setting whose 2-search samples break the format more often teaches "search once");
+- ``f1_explored`` / ``f1_natural`` (with ``train.explore_share`` in a setting): mean F1 of the
+  exploring arm (made to search again, ``rollout/steer.ExploreSteer``) and of the samples that decide
+  alone, and ``explore_wins``: share of groups whose best F1 is in the exploring arm only;
 - wall seconds.
 
 Rollouts only (no update): minutes per setting on a CPU, so recipe choices about exploration are
@@ -81,6 +84,24 @@ def group_stats(rewards: list[float], searches: list[int], f1s: list[float], clo
     }
 
 
+def arm_stats(f1s: list[float], samples: list[int], explore_from: int | None, n: int) -> dict:
+    """With exploration (samples ``explore_from``.. of each group of ``n`` explore): mean F1 of each
+    arm, and the share of groups whose best F1 is reached only in the exploring arm (pure)."""
+    if explore_from is None:
+        return {"f1_explored": None, "f1_natural": None, "explore_wins": None}
+    arms = {True: [], False: []}
+    wins = 0
+    for g in range(0, len(f1s), n):
+        idx = range(g, min(g + n, len(f1s)))
+        best = {a: max((f1s[i] for i in idx if (samples[i] >= explore_from) == a), default=0.0) for a in (True, False)}
+        wins += best[True] > best[False]
+        for i in idx:
+            arms[samples[i] >= explore_from].append(f1s[i])
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"f1_explored": mean(arms[True]), "f1_natural": mean(arms[False]),
+            "explore_wins": wins / max(1, -(-len(f1s) // n))}
+
+
 def _save(path: Path, variant: str, trajs, rewards: list[float], qs, n: int) -> None:
     """One JSON line per trajectory: the setting, question, gold answers, reward, the trajectory."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +109,8 @@ def _save(path: Path, variant: str, trajs, rewards: list[float], qs, n: int) -> 
         for i, (tr, r) in enumerate(zip(trajs, rewards)):
             q = qs[i // n]
             f.write(json.dumps({"setting": variant, "question": q.question, "answers": q.answers, "reward": r,
-                                "n_searches": tr.n_searches, "stop_reason": tr.stop_reason, "text": tr.text}) + "\n")
+                                "n_searches": tr.n_searches, "sample": tr.sample, "queries": tr.queries,
+                                "stop_reason": tr.stop_reason, "text": tr.text}) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.rl.rewards import answer_found, compute_reward
     from r1searcher.rollout.engine import RolloutEngine
+    from r1searcher.rollout.steer import ExploreSteer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,8 +140,11 @@ def run(args: argparse.Namespace) -> int:
         overrides = [] if variant == "base" else [o.strip() for o in variant.split(",") if o.strip()]
         cfg = apply_overrides(base, overrides)  # a new config
         engine = RolloutEngine(model, tok, index, cfg.rollout, cfg.retrieval)
+        t = cfg.train
+        explore = (ExploreSteer(tok, args.n, t.explore_share, t.explore_searches, t.explore_at)
+                   if t.explore_share > 0 else None)
         t0 = time.perf_counter()
-        trajs = engine.rollout([q.question for q in qs], n=args.n, seed=args.seed)
+        trajs = engine.rollout([q.question for q in qs], n=args.n, seed=args.seed, steer=explore)
         wall = time.perf_counter() - t0
         rewards, searches, f1s, closed, found = [], [], [], [], []
         for i, tr in enumerate(trajs):
@@ -128,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
             f1s.append(float(info.get("f1", 0.0)))
             closed.append(not info.get("reasons"))
             found.append(answer_found(tr, qs[i // args.n].answers))
-        results[variant] = {**group_stats(rewards, searches, f1s, closed, args.n, found), "wall_s": round(wall, 1)}
+        results[variant] = {**group_stats(rewards, searches, f1s, closed, args.n, found),
+                            **arm_stats(f1s, [tr.sample for tr in trajs], explore.first if explore else None, args.n),
+                            "wall_s": round(wall, 1)}
         if args.save:
             _save(Path(args.save) / f"samples-{len(results)}.jsonl", variant, trajs, rewards, qs, args.n)
         print(f"[bench exploration] {variant}: {json.dumps(results[variant])}", flush=True)
@@ -140,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {report['machine']}")
     print(f"{args.model}, seed {args.seed}, {len(qs)} {args.hops}-hop training questions x {args.n} samples")
     cols = ["signal", "f1_signal", "found_signal", "found", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "closed_1", "closed_2",
-            "wall_s"]
+            "f1_explored", "f1_natural", "explore_wins", "wall_s"]
     print("setting | " + " | ".join(cols))
     for v, r in results.items():
         print(f"{v} | " + " | ".join("-" if r[c] is None else f"{r[c]:.3g}" for c in cols))

@@ -306,12 +306,23 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     runs, stage_minutes = _train_stages(spec, cfg, data, out, left, held)
     after = _evaluate_after(cfg, data, retriever, out, limit, resolve_model_dir(latest_checkpoint(runs[2])))
     metrics = _metrics(spec, clock, stage_minutes, before, after, runs, why if held else None)
+    metrics["machine"] = run_machine(cfg)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     from r1searcher.report.demo import write_report
 
     write_report(out, metrics, before, after, runs)
     print(f"[demo] report: {out / 'report.md'}")
     return metrics
+
+
+def run_machine(cfg: Config) -> dict:
+    """The machine and the dtype the demo ran with (``model.dtype=auto`` resolved as the loader does)."""
+    from r1searcher.models.loading import pick_device, pick_dtype
+    from r1searcher.util.machine import machine_info
+
+    device = pick_device(cfg.model.device)
+    dtype = pick_dtype(cfg.model.dtype, device, full_training=not cfg.model.lora)
+    return machine_info() | {"device": device, "dtype": str(dtype).removeprefix("torch."), "dtype_setting": cfg.model.dtype}
 
 
 def _metrics(spec: DemoSpec, clock: WallClock, stage_minutes: dict, before: dict, after: dict, runs: dict,

@@ -153,17 +153,9 @@ def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
     """True when this CPU multiplies bf16 natively (AMX or AVX512-BF16): there bf16 matmuls run several
     times faster than fp32; on AVX2-only CPUs bf16 is emulated and far slower than fp32 (see
     BENCHMARKS.md, "bf16 training-inference mismatch")."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read(1 << 16)  # the first processor's flags are enough
-        except OSError:
-            return False
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"amx_bf16", "avx512_bf16"})
-    return False
+    from r1searcher.util.machine import cpu_flags
+
+    return bool(set(cpu_flags(cpuinfo)) & {"amx_bf16", "avx512_bf16"})
 
 
 def pick_dtype(dtype: str, device: str, full_training: bool = False):

@@ -195,6 +195,18 @@ def _example(row: dict) -> list[str]:
             f"searches {row['n_searches']} · stop: {row['stop_reason_final']}", "", "```", text, "```", ""]
 
 
+def _machine_line(metrics: dict) -> list[str]:
+    """Where it ran: the CPU (and its speed flags), torch's capability and threads, device and dtype."""
+    m = metrics.get("machine")
+    if not m:
+        return []
+    from r1searcher.util.machine import describe
+
+    setting = m.get("dtype_setting")
+    dtype = f"{m.get('dtype', '?')}" + (f" (model.dtype={setting})" if setting else "")
+    return [f"Machine: {describe(m)}; device {m.get('device', '?')}, {dtype}.", ""]
+
+
 def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict) -> Path:
     out = Path(out)
     curves = plot_training(runs, out / "training_curves.png")
@@ -205,6 +217,7 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
              "prompt; oracle: the gold passages in the prompt, an upper bound for one read; iterative: the search "
              "tag loop with one worked example). The direct methods get a plain short-answer prompt in the model's "
              "chat template (r1searcher/eval/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
+    lines += _machine_line(metrics)
     lines += _table(metrics) + _hops_table(metrics) + _behaviour_table(out) + [""] + _goals(metrics)
     for png in (bars, curves):
         if png is not None:

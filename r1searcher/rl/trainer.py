@@ -252,7 +252,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
 
     run = Run.open(cfg, out, resume=resume, last_intact=last_intact, steer=steer)
     t, par, model, engine = cfg.train, run.par, run.model, run.engine
-    explorer = (ExploreSteer(run.tokenizer, cfg.rollout.n_samples, t.explore_share, t.explore_searches)
+    explorer = (ExploreSteer(run.tokenizer, cfg.rollout.n_samples, t.explore_share, t.explore_searches, t.explore_at)
                 if t.explore_share > 0 else None)
     explore = chain(explorer, steer) if explorer else None  # the training rollouts only, never the held-out slice
     temperature, kl_on = cfg.rollout.temperature, t.kl_coef > 0

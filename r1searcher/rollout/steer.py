@@ -53,11 +53,20 @@ class ScriptedSteer:
         return int(script[k]) if k < len(script) else None
 
 
+#: Where an exploring sample's extra query is opened: at the start of the turn after the documents,
+#: or after the first sentence of that turn (the policy has stated what it read, as in the worked
+#: example: "X was founded by Y. Now I need …").
+EXPLORE_AT = ("turn", "sentence")
+#: "sentence": a first sentence longer than this many tokens is not waited for (no extra query).
+MAX_SENTENCE_TOKENS = 96
+
+
 class ExploreSteer:
     """Exploration at the search decision: in each group of ``n`` samples, the last
     ``round(share * n)`` open another query at the start of every policy turn that follows fewer than
     ``min_searches`` searches (the ``<|begin_of_query|>`` tag is forced; the query, the thought after
-    its documents and the answer are the policy's own).
+    its documents and the answer are the policy's own). ``at``: ``"turn"`` forces the tag as the
+    turn's first tokens, ``"sentence"`` after the turn's first sentence (:data:`EXPLORE_AT`).
 
     Why: once every sample of a 2-hop group searches once and answers, the group scores 0 together
     and no outcome reward can bring the second search back (BENCHMARKS.md, "The demo at its budget").
@@ -68,14 +77,19 @@ class ExploreSteer:
     That gradient is off-policy (the tag was not drawn), which is the price of exploring.
     """
 
-    def __init__(self, tokenizer, n: int, share: float, min_searches: int = 2):
+    def __init__(self, tokenizer, n: int, share: float, min_searches: int = 2, at: str = "turn"):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"share must be in [0, 1], got {share}")
         if min_searches < 2:
             raise ValueError(f"min_searches must be >= 2 (a first search is the policy's own), got {min_searches}")
-        self.tag = tokenizer.encode(QUERY_OPEN, add_special_tokens=False)
+        if at not in EXPLORE_AT:
+            raise ValueError(f"at must be one of {EXPLORE_AT}, got {at!r}")
+        self.tokenizer = tokenizer
+        # as the policy would write it there: first in the turn, or after a sentence and a space
+        self.tag = tokenizer.encode(QUERY_OPEN if at == "turn" else " " + QUERY_OPEN, add_special_tokens=False)
         self.first = n - round(share * n)  # samples first..n-1 of every group explore
         self.min_searches = min_searches
+        self.at = at
 
     def explores(self, row: RowState) -> bool:
         return row.sample >= self.first
@@ -83,8 +97,23 @@ class ExploreSteer:
     def __call__(self, row: RowState) -> int | None:
         if row.sample < self.first or not 1 <= len(row.passages) < self.min_searches:
             return None
-        k = len(row.turn)
-        return int(self.tag[k]) if k < len(self.tag) else None
+        turn = row.turn
+        if self.at == "turn":
+            k = len(turn)
+            return int(self.tag[k]) if k < len(self.tag) else None
+        for k in range(min(len(self.tag) - 1, len(turn)), 0, -1):  # the tag this steer began: go on with it
+            if turn[-k:] == self.tag[:k] and self._first_sentence_ends(turn[:-k]):
+                return int(self.tag[k])
+        return int(self.tag[0]) if self._first_sentence_ends(turn) else None
+
+    def _first_sentence_ends(self, turn: list[int]) -> bool:
+        """The turn so far is one sentence, just ended, with no tag of the policy's own in it."""
+        if not turn or len(turn) >= MAX_SENTENCE_TOKENS:
+            return False
+        text = self.tokenizer.decode(turn)
+        if any(tag in text for tag in (QUERY_OPEN, QUERY_CLOSE, THINK_CLOSE, ANSWER_OPEN)):
+            return False  # the policy searched again (or closed its thought) on its own
+        return text.rstrip().endswith((".", "!", "?")) and not any(c in text.rstrip()[:-1] for c in ".!?")
 
 
 def chain(*steers: Steer | None) -> Steer | None:

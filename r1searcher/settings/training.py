@@ -103,6 +103,8 @@ class TrainConfig(Section):
                                 "query after each of its first explore_searches − 1 searches (rollout/steer.py "
                                 "ExploreSteer; 0 = off)", ge=0, le=1)
     explore_searches: int = knob(2, "with explore_share: the searches an exploring sample makes at least", ge=2)
+    explore_at: str = knob("turn", "with explore_share: open the extra query at the start of the turn after the "
+                           "documents, or after that turn's first sentence", choices=("turn", "sentence"))
     seed: int = knob(0, "seed of the data order and the model's new weights")
     save_every: int = knob(10, "checkpoint every N steps (and at the end)", ge=0)
     keep_last: int = knob(2, "checkpoints kept", ge=0)
