@@ -37,7 +37,8 @@ def test_stage_two_starts_from_stage_one_and_watches_the_monitor_slice():
     s2 = stage_config(cfg, spec, DATA, 2, 9.0, "runs/demo/stage1")
     changed = {k: b for k, _, b in diff_configs(cfg.to_dict(), s2.to_dict())}
     assert changed == {"train.max_minutes": 9.0, "data.path": "t2.jsonl", "train.init_from": "runs/demo/stage1",
-                       "train.eval_every": 3, "train.eval_data": "m.jsonl", "train.eval_limit": 16}
+                       "train.eval_every": 3, "train.eval_data": "m.jsonl", "train.eval_limit": 16,
+                       "train.eval_at_start": False, "train.eval_at_end": False}  # the demo's own evaluations are the ends
     assert cfg.train.eval_every == 0  # the base is left as it was
 
 

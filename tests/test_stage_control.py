@@ -116,6 +116,30 @@ def test_training_stops_when_the_goal_holds_and_evaluates_the_heldout_slice(tmp_
     assert latest_checkpoint(run).name.endswith("3")
 
 
+def test_the_slice_can_skip_the_curves_ends_and_the_budget_stops_counting_the_last_one(tmp_path, smollm_tokenizer,
+                                                                                      one_thread):
+    """``train.eval_at_start/eval_at_end=false`` (the demo, whose evaluations before and after stand
+    at the curve's ends): the slice only every eval_every steps, and the time a step is expected to
+    cost no longer includes a final slice that will not run."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_trainer_loop import write_tiny_run
+
+    from r1searcher.rl.stopping import StepClock
+    from r1searcher.rl.trainer import train
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer, max_steps=3, eval_every=2, eval_limit=3, eval_at_start=False,
+                       eval_at_end=False)
+    run = train(load_config(str(d / "tiny.yaml"), [f"train.eval_data={d / 'qa.jsonl'}"]), tmp_path / "run")
+    evals = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2]
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [("heldout_f1" in r) for r in log] == [False, True, False]
+    clock = StepClock(steps=[10.0], eval_s=5.0, save_s=1.0)
+    assert clock.expected_step() == 16.0
+    clock.final_eval = False
+    assert clock.expected_step() == 11.0
+
+
 def test_progress_bar_counts_the_time_budget(tmp_path, smollm_tokenizer, one_thread, capsys):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from test_trainer_loop import write_tiny_run

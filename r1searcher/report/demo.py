@@ -12,8 +12,11 @@ def _read_jsonl(path: Path) -> list[dict]:
     return read_jsonl(path, missing_ok=True, on_bad="raise").values()
 
 
-def plot_training(runs: dict, out_png: Path) -> Path | None:
-    """Reward, F1 and searches per trajectory over steps, stage 1 then stage 2 on one axis."""
+def plot_training(runs: dict, out_png: Path, ends: dict | None = None) -> Path | None:
+    """Reward, F1 and searches per trajectory over steps, stage 1 then stage 2 on one axis; the
+    held-out F1 of the slice evaluated during training, with ``ends`` (``{"before": F1 of the
+    untrained loop, "after": F1 of the trained policy, "n": questions}``, the demo's own evaluations)
+    as the curve's first and last points."""
     try:
         import matplotlib
 
@@ -21,7 +24,8 @@ def plot_training(runs: dict, out_png: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    series, offset, bounds = {"reward_mean": [], "f1": [], "searches_per_trajectory": [], "frac_with_search": []}, 0, []
+    series, offset, bounds = {"reward_mean": [], "f1": [], "searches_per_trajectory": [], "frac_with_search": [],
+                              "searches_natural": []}, 0, []
     for stage in sorted(runs):
         log = _read_jsonl(Path(runs[stage]) / "log.jsonl")
         for rec in log:
@@ -35,19 +39,25 @@ def plot_training(runs: dict, out_png: Path) -> Path | None:
         for rec in _read_jsonl(Path(runs[stage]) / "eval.jsonl"):
             heldout.append((offset + rec["step"], rec))
         offset += len(_read_jsonl(Path(runs[stage]) / "log.jsonl"))
-    fig, axes = plt.subplots(1, 4 if heldout else 3, figsize=(17 if heldout else 13, 3.6))
+    ends = {k: v for k, v in (ends or {}).items() if v is not None}
+    panel = bool(heldout) or {"before", "after"} <= ends.keys()
+    fig, axes = plt.subplots(1, 4 if panel else 3, figsize=(17 if panel else 13, 3.6))
     titles = {"reward_mean": "reward (mean)", "f1": "answer F1 (samples)", "searches_per_trajectory": "searches / trajectory"}
-    if heldout:
+    if panel:
         ax = axes[3]
         hops = sorted({h for _, r in heldout for h in r.get("by_hops", {})}, key=int)
-        ax.plot([x for x, _ in heldout], [r["f1"] for _, r in heldout], marker="o", lw=1.5, label="all")
+        if heldout:
+            ax.plot([x for x, _ in heldout], [r["f1"] for _, r in heldout], marker="o", lw=1.5, label="slice, all")
+        if {"before", "after"} <= ends.keys():
+            ax.plot([0, max(offset, 1)], [ends["before"], ends["after"]], marker="s", lw=0, color="black",
+                    label=f"before / after ({ends.get('n', '?')} q)")
         for h in hops:
             pts = [(x, r["by_hops"][h]["f1"]) for x, r in heldout if h in r.get("by_hops", {})]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", lw=1, ls="--", label=f"{h}-hop")
         for b in bounds[:-1]:
             ax.axvline(b + 0.5, color="grey", ls=":", lw=1)
         ax.set_ylim(0, 100)
-        ax.set_title(f"held-out F1 (%), greedy, {heldout[-1][1]['n']} questions")
+        ax.set_title("held-out F1 (%), greedy" + (f", slice of {heldout[-1][1]['n']}" if heldout else ""))
         ax.set_xlabel("step (stage 1 | stage 2)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -58,6 +68,9 @@ def plot_training(runs: dict, out_png: Path) -> Path | None:
         if key == "searches_per_trajectory" and series["frac_with_search"]:
             pts2 = series["frac_with_search"]
             ax.plot([p[0] for p in pts2], [p[1] for p in pts2], lw=1, ls="--", label="fraction with ≥1 search")
+            if series["searches_natural"]:  # train.explore_share: what the policy chose on its own
+                pts3 = series["searches_natural"]
+                ax.plot([p[0] for p in pts3], [p[1] for p in pts3], lw=1, ls="-.", label="searches, own decision")
             ax.legend(fontsize=8)
         for b in bounds[:-1]:
             ax.axvline(b + 0.5, color="grey", ls=":", lw=1)
@@ -209,7 +222,9 @@ def _machine_line(metrics: dict) -> list[str]:
 
 def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict) -> Path:
     out = Path(out)
-    curves = plot_training(runs, out / "training_curves.png")
+    ends = {"before": _f1(metrics, "before", "iterative", None), "after": _f1(metrics, "after", "rl", None),
+            "n": (metrics.get("after", {}).get("rl") or {}).get("n")}
+    curves = plot_training(runs, out / "training_curves.png", ends)
     bars = plot_before_after(metrics, out / "before_after.png")
     lines = [f"# r1searcher demo ({metrics['task']})", "",
              f"Held-out questions, greedy decoding; model {metrics.get('model', '?')}; wall time {metrics['minutes']} min. "

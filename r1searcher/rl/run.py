@@ -163,7 +163,7 @@ class Run:
             par.say(f"no checkpoint in {folder}: starting from step 0")
         par.on_main(f"reading the logs in {folder}", _truncate_logs, folder, run.start)
         run._open_records(state)
-        if run.heldout and run.start == 0:  # the starting point of the held-out curve
+        if run.heldout and run.start == 0 and cfg.train.eval_at_start:  # the starting point of the held-out curve
             run.evaluate(0)
         run.bar = _progress_bar(t, folder, run.start, run.clock.elapsed) if par.is_main and t.progress else None
         return run
@@ -189,6 +189,7 @@ class Run:
         self.conditions = parse_conditions(t.stop_when)
         self.history = read_log(self.dir / "log.jsonl") if self.start else []  # stop_when looks back over resumed steps
         self.clock = StepClock.from_state(state, self.history)  # seconds spent, what a step costs (train.max_minutes)
+        self.clock.final_eval = bool(t.eval_every) and t.eval_at_end  # the last step is followed by the slice
         self.heldout = load_heldout(self.cfg) if t.eval_every > 0 else []
 
     # ------------------------------------------------------------------ during the loop

@@ -65,7 +65,8 @@ class StepClock:
 
     The expected cost of a step is the slowest of the last ``WINDOW`` steps (steps vary with the
     rollouts' lengths; the slowest keeps the run inside its budget more often than the mean), plus
-    the held-out evaluation and the checkpoint that follow the last step of a stage. It is kept in
+    the held-out evaluation (unless ``final_eval`` is off) and the checkpoint that follow the last
+    step of a stage. It is kept in
     the checkpoint (:meth:`state`), so a resume knows it before it takes a step.
     """
 
@@ -73,6 +74,7 @@ class StepClock:
     steps: list[float] = field(default_factory=list)
     eval_s: float = 0.0
     save_s: float = 0.0
+    final_eval: bool = True  # the stage's last step is followed by a held-out evaluation (train.eval_at_end)
     WINDOW = 3
 
     def add_step(self, seconds: float) -> None:
@@ -89,7 +91,7 @@ class StepClock:
 
     def expected_step(self) -> float:
         """Seconds the next step costs if it is the last: the step, then its evaluation and checkpoint."""
-        return max(self.steps, default=0.0) + self.eval_s + self.save_s
+        return max(self.steps, default=0.0) + (self.eval_s if self.final_eval else 0.0) + self.save_s
 
     def stop_before_next(self, budget_s: float, eval_now: bool = False, save_now: bool = False) -> str | None:
         """Whether the step after this one must not start (:func:`out_of_time`), counting the

@@ -302,7 +302,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         # 8. stop? (the goal reached, no time for the next step, or max_steps); evaluate, log
         eval_due, save_due = run.due(step + 1)
         stop_reason = run.stop_reason(step + 1, eval_due, save_due)
-        if run.heldout and (eval_due or stop_reason):
+        if run.heldout and (eval_due or (stop_reason and t.eval_at_end)):
             rec.update(run.evaluate(step + 1))
         run.log(rec, trajs, rewards.tolist(), recs, stop_reason)
         # 9. checkpoint (also when the time budget is spent or the goal is met: the last step always leaves one)

@@ -122,6 +122,9 @@ class TrainConfig(Section):
                            ge=0)
     eval_data: str = knob("", "held-out questions for it (a QA file); results in RUN/eval.jsonl and log.jsonl heldout_*")
     eval_limit: int = knob(24, "the first N questions of eval_data: the same slice every time", ge=0)
+    eval_at_start: bool = knob(True, "with eval_every: evaluate the slice before the first step too (the curve's start)")
+    eval_at_end: bool = knob(True, "with eval_every: evaluate the slice after the last step too (off where a full "
+                             "evaluation follows the stage, as in the demo)")
     stop_when: str = knob("", "end the stage once all hold on the mean of the last stop_window steps, e.g. "
                           "'frac_with_search>=0.8, reward_format>=0.4' (rl/stopping.py)")
     stop_window: int = knob(2, "steps averaged for stop_when", ge=1)
