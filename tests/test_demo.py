@@ -34,7 +34,7 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
         assert [r["step"] for r in log] == [1]
     report = (out / "report.md").read_text()
     assert "| rl | after |" in report and "| oracle | before |" in report and "training_curves.png" in report
-    assert "Goals (held-out" in report
+    assert "Goals of the demo (held-out" in report and "Goals of a trained searcher" in report
     # where it ran: the CPU, its speed flags, torch's capability, the dtype model.dtype=auto picked
     import torch
 
@@ -125,3 +125,20 @@ def test_behaviour_rows_count_searches_and_score_by_search_count():
                    "f1_one_search": None, "f1_two_plus": None}
     assert two == {"hops": 2, "n": 3, "searches_0": 0, "searches_1": 1, "searches_2plus": 2, "closed": 2,
                    "f1_one_search": 0.0, "f1_two_plus": 50.0}
+
+
+def test_goal_checks_are_the_demos_and_the_searchers():
+    """The numbers of the 30-minute AVX2 demo of 2026-12-06 (three stage-2 steps)."""
+    from r1searcher.report.demo import goal_checks
+
+    def m(f1, f1_1, f1_2, sq2=None):
+        return {"f1": f1, "by_hops": {"1": {"f1": f1_1}, "2": {"f1": f1_2, "searches_per_question": sq2}}}
+
+    metrics = {"before": {"rag": m(28.3, 85.0, 0.0), "iterative": m(16.7, 35.0, 7.5)},
+               "after": {"rl": m(35.0, 65.0, 20.0, 1.275)}}
+    checks = goal_checks(metrics)
+    assert [(g, met) for g, _, met in checks] == [("demo", False), ("demo", True), ("demo", True), ("demo", False),
+                                                   ("searcher", False), ("searcher", False), ("searcher", False)]
+    assert checks[0][1] == "all: RL 35.0 vs max(rag 28.3, untrained iterative 16.7) + 10"
+    metrics["after"]["rl"] = m(38.3, 65.0, 20.0, 1.3)  # the bounds themselves are met
+    assert [met for g, _, met in goal_checks(metrics) if g == "demo"] == [True, True, True, True]

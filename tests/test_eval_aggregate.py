@@ -84,7 +84,7 @@ def test_heldout_and_eval_give_the_same_numbers():
         assert ho[key] == ev[key], key
     assert set(ho["by_hops"]) == set(ev["by_hops"]) == {"1", "2"}
     for h in ("1", "2"):
-        for key in (*SCORES, "n"):
+        for key in (*SCORES, "n", "searches_per_question"):  # searches per hop: the demo's 2-hop goal
             assert ho["by_hops"][h][key] == ev["by_hops"][h][key], (h, key)
     assert ho["answered"] == per_question(5, 6)
 
@@ -102,7 +102,7 @@ def test_metrics_json_keeps_its_keys():
     out = summarize(rows(), seconds=1.234)
     assert set(out) == {"n", "em", "cover_em", "f1", "judge", "searches_per_question", "stop_reasons", "by_hops",
                         "seconds"}
-    assert set(out["by_hops"]["2"]) == {"n", "em", "cover_em", "f1", "judge"}
+    assert set(out["by_hops"]["2"]) == {"n", "em", "cover_em", "f1", "judge", "searches_per_question"}
     assert out["seconds"] == 1.23 and out["stop_reasons"] == {"answer": 5, "length": 1}
     json.dumps(out)  # plain JSON
 

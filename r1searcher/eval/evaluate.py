@@ -121,14 +121,19 @@ def prediction_row(rec: QARecord, traj, method: str = "rl") -> dict:
 
 def summarize(rows: list[dict], seconds: float | None = None) -> dict:
     """metrics.json's numbers: :func:`metrics.aggregate` over all rows and per hop count, searches
-    per question, stop reasons (and ``seconds`` when given)."""
+    per question (also per hop count: the demo's goal counts them on 2-hop questions), stop reasons
+    (and ``seconds`` when given)."""
     out = aggregate(rows)
     n = len(rows)
     out["searches_per_question"] = per_question(sum(r["n_searches"] for r in rows), n) if n else None
     out["stop_reasons"] = dict(Counter(r["stop_reason_final"] for r in rows))
     hops = sorted({r["hops"] for r in rows if "hops" in r})
     if hops:
-        out["by_hops"] = {str(h): aggregate([r for r in rows if r.get("hops") == h]) for h in hops}
+        out["by_hops"] = {}
+        for h in hops:
+            sub = [r for r in rows if r.get("hops") == h]
+            out["by_hops"][str(h)] = aggregate(sub) | {
+                "searches_per_question": per_question(sum(r["n_searches"] for r in sub), len(sub))}
     if seconds is not None:
         out["seconds"] = round(seconds, 2)
     return out
