@@ -101,7 +101,7 @@ class TrainConfig(Section):
     drop_uniform_groups: bool = knob(False, "skip the backward of groups whose rewards are all equal (no signal)")
     explore_share: float = knob(0.0, "beyond the paper: this share of each group's samples is made to open another "
                                 "query after each of its first explore_searches − 1 searches (rollout/steer.py "
-                                "ExploreSteer; 0 = off)", ge=0, le=1)
+                                "ExploreSteer; 0 = off; on the demo it lowered held-out F1: BENCHMARKS.md)", ge=0, le=1)
     explore_searches: int = knob(2, "with explore_share: the searches an exploring sample makes at least", ge=2)
     explore_at: str = knob("turn", "with explore_share: open the extra query at the start of the turn after the "
                            "documents, or after that turn's first sentence", choices=("turn", "sentence"))
