@@ -123,17 +123,18 @@ def summarize(rows: list[dict], seconds: float | None = None) -> dict:
     """metrics.json's numbers: :func:`metrics.aggregate` over all rows and per hop count, searches
     per question (also per hop count: the demo's goal counts them on 2-hop questions), stop reasons
     (and ``seconds`` when given)."""
+    def searches(rs: list[dict]) -> float | None:
+        return per_question(sum(r["n_searches"] for r in rs), len(rs)) if rs else None
+
     out = aggregate(rows)
-    n = len(rows)
-    out["searches_per_question"] = per_question(sum(r["n_searches"] for r in rows), n) if n else None
+    out["searches_per_question"] = searches(rows)
     out["stop_reasons"] = dict(Counter(r["stop_reason_final"] for r in rows))
     hops = sorted({r["hops"] for r in rows if "hops" in r})
     if hops:
         out["by_hops"] = {}
         for h in hops:
             sub = [r for r in rows if r.get("hops") == h]
-            out["by_hops"][str(h)] = aggregate(sub) | {
-                "searches_per_question": per_question(sum(r["n_searches"] for r in sub), len(sub))}
+            out["by_hops"][str(h)] = aggregate(sub) | {"searches_per_question": searches(sub)}
     if seconds is not None:
         out["seconds"] = round(seconds, 2)
     return out

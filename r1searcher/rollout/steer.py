@@ -8,8 +8,8 @@ the forced token, the mask bit is 1, stops are detected on it. This drives queri
 deterministic, without replacing any part of the engine.
 
 Training uses one steer, and only when asked (``train.explore_share`` > 0): :class:`ExploreSteer`,
-exploration at the search decision (the engine applies it to sampled rollouts of the training
-loop, never to a greedy evaluation).
+exploration at the search decision (the training loop passes it to its own rollout calls, so a
+held-out evaluation never explores).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class ExploreSteer:
         return row.sample >= self.first
 
     def __call__(self, row: RowState) -> int | None:
-        if row.sample < self.first or not 1 <= len(row.passages) < self.min_searches:
+        if not self.explores(row) or not 1 <= len(row.passages) < self.min_searches:
             return None
         turn = row.turn
         if self.at == "turn":
