@@ -23,6 +23,7 @@ emulated and far slower than fp32 (see BENCHMARKS.md, "bf16 training-inference m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from typing import TYPE_CHECKING
@@ -35,7 +36,9 @@ HELP = "bf16 vs fp32: sampler log-probs against the training forward, per token 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="qwen-coder-0.5b", help="embedded model name or HF folder (demo: qwen-coder-0.5b)")
-    p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated dtypes to measure (fp32 is the baseline)")
+    p.add_argument("--dtypes", default="fp32,bf16",
+                   help="comma-separated variants to measure, each DTYPE[+int8] (fp32 is the baseline; +int8: "
+                        "the sampler decodes with rollout.sampler_quant=int8, e.g. fp32,fp32+int8,bf16,bf16+int8)")
     p.add_argument("--questions", type=int, default=4, help="held-out questions of the synthetic world")
     p.add_argument("--n", type=int, default=2, help="samples per question")
     p.add_argument("--lora-layers", default="top:8", help="LoRA placement, as in the demo recipe")
@@ -100,6 +103,7 @@ def measure(model, tok, retriever, questions: list[str], rcfg, retrieval_cfg, *,
     out.update(
         sequences=len(trajs), searches_per_seq=sum(t.n_searches for t in trajs) / max(1, len(trajs)),
         rollout_s=round(t_roll, 1), forward_s=round(t_fwd, 1),
+        policy_tokens_per_s=round(int(mask.sum()) / max(t_roll, 1e-9), 1),
     )
     return out
 
@@ -126,12 +130,15 @@ def run(args: argparse.Namespace) -> int:
     )
     retrieval_cfg = RetrievalConfig(top_k=2, max_doc_words=40)
     results: dict[str, dict] = {}
-    for dt in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
+    for variant in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
+        dt, _, quant = variant.partition("+")
+        if quant not in ("", "int8"):
+            raise SystemExit(f"--dtypes: {variant!r} is not DTYPE or DTYPE+int8")
         mcfg = ModelConfig(name=args.model, dtype=dt, lora=True, lora_layers=args.lora_layers)
         model, tok = load_policy(mcfg, training=True)
-        results[dt] = measure(model, tok, index, questions, rcfg, retrieval_cfg, clip_eps=args.clip_eps,
-                              micro_batch=args.micro_batch, seed=args.seed)
-        results[dt]["param_dtype"] = str(next(p for p in model.parameters() if not p.requires_grad).dtype)
+        results[variant] = measure(model, tok, index, questions, dataclasses.replace(rcfg, sampler_quant=quant or "none"),
+                                   retrieval_cfg, clip_eps=args.clip_eps, micro_batch=args.micro_batch, seed=args.seed)
+        results[variant]["param_dtype"] = str(next(p for p in model.parameters() if not p.requires_grad).dtype)
         del model
     report = {"machine": machine_info(), "model": args.model, "questions": len(questions), "n": args.n,
               "rollout": {k: getattr(rcfg, k) for k in ("temperature", "top_p", "max_searches",
@@ -143,12 +150,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {report['machine']}")
     print(f"model {args.model}, {len(questions)} questions x {args.n} samples, rollout {report['rollout']}")
     cols = ["tokens", "mean_abs", "p50_abs", "p90_abs", "p99_abs", "max_abs", "mean_signed", "clip_frac",
-            "frac_abs_gt_0.01", "frac_abs_gt_0.1", "seq_abs_sum_mean", "seq_abs_sum_max", "rollout_s", "forward_s"]
-    print("dtype  " + "  ".join(cols))
+            "frac_abs_gt_0.01", "frac_abs_gt_0.1", "seq_abs_sum_mean", "seq_abs_sum_max", "rollout_s", "forward_s",
+            "policy_tokens_per_s"]
+    width = max(6, *(len(v) for v in results))
+    print(f"{'variant':<{width}} " + "  ".join(cols))
     for dt, r in results.items():
-        print(f"{dt:<6} " + "  ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+        print(f"{dt:<{width}} " + "  ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols))
     base = results.get("fp32")
     for dt, r in results.items():
         if base and dt != "fp32" and base["mean_abs"] > 0:
-            print(f"{dt}/fp32 mean |Δ|: {r['mean_abs'] / base['mean_abs']:.0f}x")
+            print(f"{dt}/fp32 mean |Δ|: {r['mean_abs'] / base['mean_abs']:.0f}x; "
+                  f"policy tokens/s {r['policy_tokens_per_s'] / max(base['policy_tokens_per_s'], 1e-9):.2f}x fp32's")
     return 0

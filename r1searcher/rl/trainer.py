@@ -93,7 +93,11 @@ def policy_update(
     full = collate(trajs, pad_id)  # may be empty: a rank whose groups were all dropped still joins the reductions
     stats: dict[str, float] = {}
     old = full.old_logp
-    if t.recompute_old_logprobs:
+    # One optimizer step per batch: every micro-batch's forward sees the weights the update starts
+    # from, so without a reference model (whose KL reads ``old`` first) the training forward's own
+    # log-probs, detached, are exactly what the extra no-grad forward would give, at no cost.
+    free_old = t.recompute_old_logprobs and ref_logp is None
+    if t.recompute_old_logprobs and not free_old:
         with par.gathered(model):
             old = batched_logprobs(model, trajs, pad_id, temperature, t.micro_batch_size, full.tokens.shape[1], t.share_prompt)
     kl = None
@@ -114,11 +118,12 @@ def policy_update(
     for rows in mbs:
         mb = collate([trajs[i] for i in rows], pad_id).to(device)
         Tm = mb.tokens.shape[1]
-        old_mb = old[rows, :Tm].to(device)
+        old_mb = old[rows, :Tm].to(device)  # the sampler's (or the recomputed) log-probs
         logp, ent = token_logprobs(model, mb, temperature, with_entropy=True, share_prefix=par.share_prompt(t.share_prompt))
+        ratio_old = logp.detach() if free_old else old_mb
         use_kl_loss = ref_logp is not None and not t.kl_in_reward
         loss, st = rl_loss(
-            logp, old_mb, adv[rows, :Tm].to(device), mb.valid, mb.loss_mask, clip_eps=t.clip_eps,
+            logp, ratio_old, adv[rows, :Tm].to(device), mb.valid, mb.loss_mask, clip_eps=t.clip_eps,
             ref_logp=ref_logp[rows, :Tm].to(device) if use_kl_loss else None, kl_coef=t.kl_coef,
             kl_estimator=t.kl_estimator, agg=t.loss_agg, denom=denom,
         )

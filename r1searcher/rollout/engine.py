@@ -119,7 +119,14 @@ class RolloutEngine:
         self.cfg = cfg
         self.retrieval_cfg = retrieval_cfg or RetrievalConfig()
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.generator: Generator = generator or HFGenerator(model, pad_token_id=pad or 0)
+        if generator is None:
+            decoder = None
+            if getattr(cfg, "sampler_quant", "none") == "int8":
+                from r1searcher.models.quantize import int8_shadow
+
+                decoder = int8_shadow(model)
+            generator = HFGenerator(model, pad_token_id=pad or 0, decoder=decoder)
+        self.generator: Generator = generator
         self.steer = steer
         self._steer = steer  # this call's: rollout(steer=...) replaces it for one call
         self.on_retriever_error = on_retriever_error or getattr(cfg, "on_retriever_error", "raise")
@@ -171,6 +178,8 @@ class RolloutEngine:
         if prompts is not None and len(prompts) != len(questions):
             raise ValueError(f"got {len(prompts)} prompts for {len(questions)} questions")
         greedy = self.cfg.greedy if greedy is None else greedy
+        if getattr(self.generator, "decoder", None) is not None:
+            self.generator.use_decoder = not greedy  # rollout.sampler_quant: sampling only; evaluation is exact
         params = SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, greedy=greedy)
         device = getattr(self.generator, "device", torch.device("cpu"))
         rng = torch.Generator(device=device).manual_seed(self.cfg.seed if seed is None else seed)

@@ -107,10 +107,17 @@ class HFGenerator:
 
     ``share_prefix``: in :meth:`prefill`, the longest token prefix common to all prompts (the
     instruction and worked example) is encoded once and its cache shared by every row.
+
+    ``decoder``: a module with the same cache layout that runs the one-token decode steps (the int8
+    shadow of ``models/quantize.py``); chunks of several tokens (prompts, documents) still go
+    through ``model``; ``use_decoder = False`` sends every step through ``model``.
     """
 
-    def __init__(self, model, pad_token_id: int = 0, share_prefix: bool = True, min_shared_prefix: int = 8):
+    def __init__(self, model, pad_token_id: int = 0, share_prefix: bool = True, min_shared_prefix: int = 8,
+                 decoder=None):
         self.model = model
+        self.decoder = decoder
+        self.use_decoder = True
         self.pad_token_id = int(pad_token_id)
         self.share_prefix = share_prefix
         self.min_shared_prefix = min_shared_prefix
@@ -188,7 +195,8 @@ class HFGenerator:
         offsets = torch.arange(T, device=self.device).unsqueeze(0) - (T - lens).unsqueeze(1)
         position_ids = (state.next_pos.unsqueeze(1) + offsets).clamp(min=0)
         attention_mask = torch.cat([state.mask, chunk_mask], dim=1)
-        out = self.model(
+        net = self.decoder if T == 1 and self.decoder is not None and self.use_decoder else self.model
+        out = net(
             input_ids=ids,
             attention_mask=attention_mask,
             position_ids=position_ids,

@@ -38,6 +38,14 @@ def parse_hop_weights(text: str) -> dict[int, int]:
     return out
 
 
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def _checks(cfg: Any) -> list[tuple[bool, str]]:
     """(broken, one line naming the key) for every combination rule."""
     r, t, m = cfg.rollout, cfg.train, cfg.model
@@ -52,6 +60,8 @@ def _checks(cfg: Any) -> list[tuple[bool, str]]:
          f"train.explore_share: {t.explore_share} of rollout.n_samples={r.n_samples} rounds to no sample"),
         (t.explore_share > 0 and t.explore_searches > r.max_searches,
          f"train.explore_searches: {t.explore_searches} is more than rollout.max_searches={r.max_searches}"),
+        (r.sampler_quant == "int8" and (m.device.startswith("cuda") or m.device == "auto" and _has_cuda()),
+         "rollout.sampler_quant: int8 is a CPU decoder; on a GPU use model.dtype=bf16 and rollout.sampler_quant=none"),
         (not _LORA_LAYERS.match(m.lora_layers),
          f"model.lora_layers: must be 'all' or 'top:N' (N >= 1), got {m.lora_layers!r}"),
     ]
