@@ -3,7 +3,8 @@
 On a CPU, a decode step is matrix products with few rows (a batch of 32 multiplies ``[32, 896]``
 by ``[896, 4864]`` and so on), bound by multiply-add throughput. ``torch``'s dynamic int8 linear
 (fbgemm: int8 weights per output channel, the activation quantized per call) does those products
-about 3x faster than fp32 on 2 cores, AVX2 or AVX512 (BENCHMARKS.md, "An int8 decoder").
+2.6-3x faster than fp32 on 2 cores, AVX2 or AVX512, and 1.5x faster than native bf16
+(BENCHMARKS.md, "An int8 decoder").
 
 :func:`int8_shadow` builds a second module tree over the policy that **shares every parameter and
 buffer** with it (no copy of the weights) and replaces only the *frozen* ``nn.Linear`` layers by
