@@ -88,6 +88,9 @@ def test_engine_builds_the_int8_decoder_only_when_asked(lora_model, smollm_token
     cfg = RolloutConfig(sampler_quant="int8", temperature=1.0, max_searches=0, max_new_tokens_per_turn=6,
                         max_response_tokens=6, few_shot=False)
     quant = RolloutEngine(lora_model, smollm_tokenizer, None, cfg)
+    quant.rollout(["Who wrote it?"], n=2, greedy=True)
+    assert quant.generator.decoder is None  # an engine that only evaluates never builds it
+    quant.rollout(["Who wrote it?"], n=2, greedy=False, seed=1)
     assert quant.generator.decoder is not None and quant.generator.decoder.int8_layers > 0
     steps = []
     hook = quant.generator.decoder.register_forward_pre_hook(lambda *a: steps.append(1))

@@ -31,10 +31,7 @@ import warnings
 
 import torch
 
-__all__ = ["SAMPLER_QUANT", "Int8Linear", "int8_shadow"]
-
-#: ``rollout.sampler_quant`` choices.
-SAMPLER_QUANT = ("none", "int8")
+__all__ = ["Int8Linear", "int8_shadow"]
 
 
 def _frozen_linears(model: torch.nn.Module) -> list[str]:

@@ -119,14 +119,10 @@ class RolloutEngine:
         self.cfg = cfg
         self.retrieval_cfg = retrieval_cfg or RetrievalConfig()
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        if generator is None:
-            decoder = None
-            if getattr(cfg, "sampler_quant", "none") == "int8":
-                from r1searcher.models.quantize import int8_shadow
-
-                decoder = int8_shadow(model)
-            generator = HFGenerator(model, pad_token_id=pad or 0, decoder=decoder)
-        self.generator: Generator = generator
+        # rollout.sampler_quant=int8: the int8 decoder is built at the first sampled rollout (10 s for the
+        # 0.5B model), so an engine that only evaluates (greedy, exact) never pays for it
+        self._int8_sampler = generator is None and getattr(cfg, "sampler_quant", "none") == "int8"
+        self.generator: Generator = generator or HFGenerator(model, pad_token_id=pad or 0)
         self.steer = steer
         self._steer = steer  # this call's: rollout(steer=...) replaces it for one call
         self.on_retriever_error = on_retriever_error or getattr(cfg, "on_retriever_error", "raise")
@@ -178,8 +174,12 @@ class RolloutEngine:
         if prompts is not None and len(prompts) != len(questions):
             raise ValueError(f"got {len(prompts)} prompts for {len(questions)} questions")
         greedy = self.cfg.greedy if greedy is None else greedy
-        if getattr(self.generator, "decoder", None) is not None:
-            self.generator.use_decoder = not greedy  # rollout.sampler_quant: sampling only; evaluation is exact
+        if self._int8_sampler:  # sampling only; evaluation is exact
+            if not greedy and self.generator.decoder is None:
+                from r1searcher.models.quantize import int8_shadow
+
+                self.generator.decoder = int8_shadow(self.model)
+            self.generator.use_decoder = not greedy
         params = SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, greedy=greedy)
         device = getattr(self.generator, "device", torch.device("cpu"))
         rng = torch.Generator(device=device).manual_seed(self.cfg.seed if seed is None else seed)
