@@ -13,6 +13,7 @@ import torch
 
 from r1searcher.config import TrainConfig, load_config
 from r1searcher.rl.run import QuestionSampler, Run, lr_factor
+from r1searcher.settings.fields import ConfigError
 from r1searcher.models.runs import checkpoint_state, latest_checkpoint
 from tests.test_trainer_loop import write_tiny_run
 
@@ -171,3 +172,21 @@ def test_the_scheduler_follows_lr_factor(tiny, tmp_path):
     run.close()
     assert lrs == pytest.approx([cfg.train.lr * lr_factor(s, cfg.train) for s in range(3)])
     assert torch.is_tensor(next(run.model.parameters()))
+
+
+def test_cosine_time_follows_the_share_of_the_budget_spent(tiny, tmp_path):
+    t = TrainConfig(lr_schedule="cosine_time", max_minutes=10, min_lr_ratio=0.2)
+    assert lr_factor(7, t, 0.0) == pytest.approx(1.0) and lr_factor(0, t, 1.5) == pytest.approx(0.2)
+    assert lr_factor(1, t, 0.5) == pytest.approx(0.2 + 0.8 * 0.5)
+    cfg = load_config(tiny / "tiny.yaml", ["train.lr_schedule=cosine_time", "train.max_minutes=1", "train.min_lr_ratio=0"])
+    run = Run.open(cfg, tmp_path / "run")
+    run.optimizer.step()
+    assert run.step_lr(15.0) == pytest.approx(cfg.train.lr)  # the lr the step used
+    run.add_step(_record(1, seconds=15.0))
+    assert run.scheduler.get_last_lr()[0] == pytest.approx(cfg.train.lr * 0.5 * (1 + math.cos(math.pi * 0.25)))
+    run.optimizer.step()
+    run.step_lr(45.0)  # 60 of 60 s spent: the floor
+    assert run.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+    run.close()
+    with pytest.raises(ConfigError, match="train.lr_schedule: cosine_time .* train.max_minutes"):
+        load_config(tiny / "tiny.yaml", ["train.lr_schedule=cosine_time"])

@@ -215,3 +215,18 @@ def test_cli_stages_chain_checkpoints(setup, tmp_path):
     assert resolved["train"]["init_from"] == str(first) and resolved["reward"]["stage"] == 2
     # a second start without --resume refuses to overwrite
     assert main(["train", "--config", str(setup / "tiny.yaml"), "--out", str(first), "train.max_steps=1"]) == 2
+
+
+def test_drop_truncated_leaves_length_cut_trajectories_out(setup, tmp_path):
+    from r1searcher.rl.trainer import drop_cut_by_length, train
+    from r1searcher.rollout.trajectory import Trajectory
+
+    trajs = [Trajectory([1], [2], [1], [0.0], stop_reason=r, group=g)
+             for r, g in (("answer", 0), ("length", 0), ("eos", 1), ("max_searches", 1), ("length", 1))]
+    kept, rewards, cut = drop_cut_by_length(trajs, torch.tensor([1.0, -2.0, 0.0, -2.0, -2.0]))
+    assert cut == 2 and [t.stop_reason for t in kept] == ["answer", "eos", "max_searches"]
+    assert rewards.tolist() == [1.0, 0.0, -2.0]
+
+    cfg = load_config(setup / "tiny.yaml", ["train.max_steps=1", "train.drop_truncated=true"])
+    rec = _log(train(cfg, tmp_path / "run", steer=_steer(setup)))[0]
+    assert rec["length_cut_dropped"] == rec["stop_length"]

@@ -108,18 +108,15 @@ def measure(model, tok, retriever, questions: list[str], rcfg, retrieval_cfg, *,
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from r1searcher.benchmarks import machine_info
-    from r1searcher.config import ModelConfig, RetrievalConfig, RolloutConfig
+def demo_rollout_setup(args: argparse.Namespace):
+    """The demo recipe's rollout on a 200-entity synthetic world (seed ``args.seed``): its BM25
+    index, ``args.questions`` held-out 2-hop questions, the rollout and retrieval settings (``args``:
+    n, temperature, top_p, max_searches, max_new_tokens_per_turn, max_response_tokens)."""
+    from r1searcher.config import RetrievalConfig, RolloutConfig
     from r1searcher.data.synthetic import generate_world
-    from r1searcher.models.loading import load_policy
     from r1searcher.retrieval.base import Passage
     from r1searcher.retrieval.bm25 import BM25Index
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     world = generate_world(200, seed=args.seed, prose="varied")
     index = BM25Index.build([Passage(p["id"], p["title"], p["text"]) for p in world.passages])
     questions = [q.question for q in world.heldout if q.hops == 2][: args.questions]
@@ -128,7 +125,19 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens_per_turn=args.max_new_tokens_per_turn, max_response_tokens=args.max_response_tokens,
         prompt="chat", few_shot=True, batch_size=max(1, args.n * len(questions)), seed=args.seed,
     )
-    retrieval_cfg = RetrievalConfig(top_k=2, max_doc_words=40)
+    return index, questions, rcfg, RetrievalConfig(top_k=2, max_doc_words=40)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from r1searcher.benchmarks import machine_info
+    from r1searcher.config import ModelConfig
+    from r1searcher.models.loading import load_policy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    index, questions, rcfg, retrieval_cfg = demo_rollout_setup(args)
     results: dict[str, dict] = {}
     for variant in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
         dt, _, quant = variant.partition("+")

@@ -76,14 +76,18 @@ class QuestionSampler:
         self.epoch, self.pos = s["epoch"], s["pos"]
 
 
-def lr_factor(step: int, t: TrainConfig) -> float:
-    """LR multiplier at optimizer step ``step``: linear warmup, then constant or cosine to min_lr_ratio."""
+def lr_factor(step: int, t: TrainConfig, spent: float = 0.0) -> float:
+    """LR multiplier at optimizer step ``step``: linear warmup, then constant, or cosine to
+    min_lr_ratio over max_steps (``cosine``) or over the time budget (``cosine_time``: ``spent`` is
+    the share of ``train.max_minutes`` used so far, 0..1)."""
     if step < t.warmup_steps:
         return (step + 1) / (t.warmup_steps + 1)
-    if t.lr_schedule == "constant":  # else cosine: train.lr_schedule is checked at load
+    if t.lr_schedule == "constant":  # else a cosine: train.lr_schedule is checked at load
         return 1.0
-    span = max(1, t.max_steps - t.warmup_steps)
-    progress = min(1.0, (step - t.warmup_steps) / span)
+    if t.lr_schedule == "cosine_time":
+        progress = min(1.0, max(0.0, spent))
+    else:
+        progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
     return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -129,6 +133,7 @@ class Run:
     conditions: list[Condition] = field(default_factory=list)
     clock: StepClock = field(default_factory=StepClock)
     trackers: Any = None
+    lr_spent: list = field(default_factory=lambda: [0.0])  # the scheduler's view of the time budget used
     bar: Any = None
 
     @classmethod
@@ -154,10 +159,11 @@ class Run:
         model = par.wrap(model)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t))
+        spent = [0.0]  # share of the time budget used (lr_schedule=cosine_time), set by step_lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, t, spent[0]))
         engine = RolloutEngine(model, tok, open_retriever(cfg), cfg.rollout, cfg.retrieval, steer=steer)
         run = cls(cfg, folder, par, model, tok, ref_model, optimizer, scheduler, engine, records, sampler,
-                  resumed=ckpt is not None, config_yaml=cfg_yaml)
+                  resumed=ckpt is not None, config_yaml=cfg_yaml, lr_spent=spent)
         state = run._restore(ckpt) if ckpt is not None else {}
         if resume and ckpt is None:
             par.say(f"no checkpoint in {folder}: starting from step 0")
@@ -200,6 +206,16 @@ class Run:
     @property
     def budget_s(self) -> float:
         return self.cfg.train.max_minutes * 60
+
+    def step_lr(self, step_seconds: float) -> float:
+        """Advance the lr schedule after an optimizer step; return the lr that step used. With
+        ``cosine_time`` the next lr follows the share of the time budget spent, this step's
+        ``step_seconds`` included."""
+        lr = self.scheduler.get_last_lr()[0]
+        if self.budget_s > 0:
+            self.lr_spent[0] = (self.clock.elapsed + step_seconds) / self.budget_s
+        self.scheduler.step()
+        return lr
 
     def next_questions(self) -> list:
         """This rank's share of the step's questions (the same global batch on every rank)."""

@@ -80,6 +80,15 @@ def drop_uniform_groups(trajs: list[Trajectory], rewards: torch.Tensor) -> tuple
     return [trajs[i] for i in keep], rewards[keep], dropped
 
 
+def drop_cut_by_length(trajs: list[Trajectory], rewards: torch.Tensor) -> tuple[list[Trajectory], torch.Tensor, int]:
+    """Leave out the trajectories the length caps cut (stop reason ``length``), and say how many:
+    DAPO's overlong filtering (arXiv 2503.14476). Their reward (the format penalty: no closed answer)
+    says only that the budget ran out, which in multi-hop search falls on the trajectories that searched
+    most; the rest of the group keeps its rewards and is normalised among itself."""
+    keep = [i for i, tr in enumerate(trajs) if tr.stop_reason != "length"]
+    return [trajs[i] for i in keep], rewards[keep], len(trajs) - len(keep)
+
+
 def policy_update(
     model, optimizer, trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig, *, pad_id: int,
     temperature: float, ref_logp: torch.Tensor | None = None, par: Parallel,
@@ -283,7 +292,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers,
                             explorer.first if explorer else None)
         # 4. optional: drop groups with all-equal rewards (no outcome signal)
-        dropped = 0
+        dropped = cut = 0
+        if t.drop_truncated:  # before the uniform-group test: a group may be uniform without them
+            trajs, rewards, cut = drop_cut_by_length(trajs, rewards)
         if t.drop_uniform_groups:
             trajs, rewards, dropped = drop_uniform_groups(trajs, rewards)
         # 5. reference log-probs (KL), only when kl_coef > 0
@@ -295,15 +306,17 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         # 6. advantages + micro-batched update + optimizer step
         upd = policy_update(model, run.optimizer, trajs, rewards, t, pad_id=run.pad_id, temperature=temperature,
                             ref_logp=ref_logp, par=par)
-        lr = run.scheduler.get_last_lr()[0]
-        run.scheduler.step()
+        lr = run.step_lr(time.perf_counter() - t0)
         grad_norm, times["sec_fwd_bwd"] = upd.pop("grad_norm"), upd.pop("sec_fwd_bwd")
         # 7. the step's record (statistics summed over ranks)
         sums = par.reduce(sums)
         upd = par.reduce(upd) | {"grad_norm": grad_norm}
-        dropped = int(par.reduce({"d": dropped})["d"])
+        counts = par.reduce({"d": dropped, "c": cut})
+        dropped = int(counts.get("d", 0))
         times["seconds"] = time.perf_counter() - t0
         rec = run.add_step(step_record(step + 1, sums, upd, times, lr, dropped, kl_on))
+        if t.drop_truncated:
+            rec["length_cut_dropped"] = int(counts.get("c", 0))
         # 8. stop? (the goal reached, no time for the next step, or max_steps); evaluate, log
         eval_due, save_due = run.due(step + 1)
         stop_reason = run.stop_reason(step + 1, eval_due, save_due)

@@ -92,7 +92,9 @@ class TrainConfig(Section):
     questions_per_step: int = knob(4, "questions per policy update (each sampled rollout.n_samples times)", ge=1)
     micro_batch_size: int = knob(4, "trajectories per forward/backward pass", ge=1)
     lr: float = knob(2e-6, "AdamW learning rate", ge=0)
-    lr_schedule: str = knob("constant", "learning-rate schedule", choices=("constant", "cosine"))
+    lr_schedule: str = knob("constant", "learning-rate schedule: constant; cosine to min_lr_ratio over max_steps; "
+                            "cosine_time, the same over the time budget (train.max_minutes: each step's lr follows "
+                            "the share of the budget spent)", choices=("constant", "cosine", "cosine_time"))
     warmup_steps: int = knob(0, "linear warm-up steps", ge=0)
     weight_decay: float = knob(0.0, "AdamW weight decay", ge=0)
     betas: list = knob(help="AdamW betas", factory=lambda: [0.9, 0.95])
@@ -102,6 +104,9 @@ class TrainConfig(Section):
     kl_estimator: str = knob("k1", "KL estimator", choices=("k1", "k2", "k3"))
     kl_in_reward: bool = knob(True, "the KL penalty goes into the reward (else into the loss)")
     drop_uniform_groups: bool = knob(False, "skip the backward of groups whose rewards are all equal (no signal)")
+    drop_truncated: bool = knob(False, "beyond the paper (DAPO's overlong filtering): leave trajectories cut by the "
+                                "length caps (stop reason length) out of the update instead of giving them the format "
+                                "penalty; log.jsonl length_cut_dropped counts them")
     explore_share: float = knob(0.0, "beyond the paper: this share of each group's samples is made to open another "
                                 "query after each of its first explore_searches − 1 searches (rollout/steer.py "
                                 "ExploreSteer; 0 = off; on the demo it lowered held-out F1: BENCHMARKS.md)", ge=0, le=1)
