@@ -310,6 +310,8 @@ def _check_config(cfg: Config, par: Parallel) -> None:
     t = cfg.train
     if t.questions_per_step % par.world_size:
         raise ValueError(f"train.questions_per_step ({t.questions_per_step}) must divide evenly over {par.world_size} ranks")
+    if t.lr_schedule == "cosine_time" and t.max_minutes <= 0:  # checked here: the demo sets the budget per stage
+        raise ValueError("train.lr_schedule: cosine_time decays over the time budget and needs train.max_minutes > 0")
     if not cfg.data.path:
         raise ValueError("data.path is not set: name the training questions in the config or as data.path=FILE "
                          "(a QA JSONL, or a dataset name such as hotpotqa)")

@@ -62,8 +62,6 @@ def _checks(cfg: Any) -> list[tuple[bool, str]]:
          f"train.explore_searches: {t.explore_searches} is more than rollout.max_searches={r.max_searches}"),
         (r.sampler_quant == "int8" and (m.device.startswith("cuda") or m.device == "auto" and _has_cuda()),
          "rollout.sampler_quant: int8 is a CPU decoder; on a GPU use model.dtype=bf16 and rollout.sampler_quant=none"),
-        (t.lr_schedule == "cosine_time" and t.max_minutes <= 0,
-         "train.lr_schedule: cosine_time decays over the time budget and needs train.max_minutes > 0"),
         (not _LORA_LAYERS.match(m.lora_layers),
          f"model.lora_layers: must be 'all' or 'top:N' (N >= 1), got {m.lora_layers!r}"),
     ]
