@@ -394,3 +394,23 @@ def test_embedded_model_bf16_logprobs_within_measured_bound(embedded_model_dir, 
     assert float(deltas["fp32"].max()) < 1e-3
     assert float(deltas["bf16"].mean()) < BF16_MEAN_ABS_BOUND
     assert float(deltas["bf16"].max()) < BF16_MAX_ABS_BOUND
+
+
+def test_end_at_answer_never_draws_the_end_of_turn_token(smollm_tokenizer, smol_model, index):
+    """A model that wants to end its turn at once: with rollout.end_at_answer it writes on to a cap,
+    and a per-call end_at_answer=False (the direct baselines) leaves eos to end the row."""
+    eos = smollm_tokenizer.eos_token_id
+    head = smol_model.get_output_embeddings()
+    hook = head.register_forward_hook(lambda mod, args, out: out.index_add(
+        -1, torch.tensor([eos]), torch.full((*out.shape[:-1], 1), 50.0, dtype=out.dtype)))
+    try:
+        cfg = _cfg(end_at_answer=True, max_new_tokens_per_turn=6, max_response_tokens=6)
+        engine = RolloutEngine(smol_model, smollm_tokenizer, index, cfg)
+        for greedy in (True, False):
+            trajs = engine.rollout(["q"], n=2, greedy=greedy, seed=0)
+            assert all(t.stop_reason == "length" and eos not in t.response_ids for t in trajs)
+            assert all(lp < -40 for t in trajs for lp in t.logprobs)  # recorded: the full distribution's
+        (direct,) = engine.rollout(["q"], n=1, greedy=True, end_at_answer=False)
+        assert direct.stop_reason == "eos" and direct.response_ids == [eos]
+    finally:
+        hook.remove()

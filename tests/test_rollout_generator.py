@@ -112,6 +112,22 @@ def test_top_p_draws_stay_in_the_nucleus_and_logprobs_are_full_distribution():
         SamplingParams(temperature=0.0)
 
 
+def test_banned_tokens_are_never_drawn_and_logprobs_stay_the_full_distribution():
+    torch.manual_seed(1)
+    logits = torch.randn(256, 50)
+    logits[:, 3] = 8.0  # the end-of-turn token, by far the likeliest
+    full = torch.log_softmax(logits / 0.9, -1)
+    for greedy in (False, True):
+        params = SamplingParams(temperature=0.9, top_p=0.95, greedy=greedy, banned=(3, 4))
+        toks, lps = sample_next(logits, params, torch.Generator().manual_seed(0))
+        assert not ((toks == 3) | (toks == 4)).any()
+        ref = full if not greedy else torch.log_softmax(logits, -1)
+        assert torch.allclose(lps, ref.gather(-1, toks[:, None]).squeeze(-1))
+    # without the ban the same rows draw token 3 nearly always
+    toks, _ = sample_next(logits, SamplingParams(temperature=0.9, top_p=0.95), torch.Generator().manual_seed(0))
+    assert (toks == 3).float().mean() > 0.9
+
+
 def test_nucleus_sampling_frequencies():
     """Rejection sampling gives the renormalised nucleus distribution."""
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(20000, 1)

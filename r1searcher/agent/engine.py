@@ -71,7 +71,8 @@ class ServingEngine(RolloutEngine):
                 top_p: float, seed: int) -> None:
         """Serve ``first`` and whatever ``admit`` hands over until no row is left."""
         gen = self.generator
-        params = SamplingParams(temperature=temperature, top_p=top_p, greedy=greedy)
+        params = SamplingParams(temperature=temperature, top_p=top_p, greedy=greedy,
+                                banned=tuple(sorted(self.eos_ids)) if self.cfg.end_at_answer else ())  # as rollout()
         rng = torch.Generator(device=getattr(gen, "device", torch.device("cpu"))).manual_seed(seed)
         self._max_response, self._stop_at_newline = self.cfg.max_response_tokens, False
         self.stats = RolloutStats()

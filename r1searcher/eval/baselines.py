@@ -140,7 +140,7 @@ class DirectMethod(Method):
                 for r, d in zip(records, docs)]
 
     def rollout_args(self, tokenizer=None) -> dict[str, Any]:
-        return {"max_searches": 0, "max_new_tokens": DIRECT_MAX_TOKENS,
+        return {"max_searches": 0, "max_new_tokens": DIRECT_MAX_TOKENS, "end_at_answer": False,
                 "stop_at_newline": not has_chat_template(tokenizer)}
 
     def answer(self, traj) -> str:

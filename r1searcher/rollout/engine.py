@@ -155,6 +155,7 @@ class RolloutEngine:
         max_new_tokens: int | None = None,
         stop_at_newline: bool = False,
         steer: Steer | None = None,
+        end_at_answer: bool | None = None,
     ) -> list[Trajectory]:
         """``len(questions) * n`` trajectories; question i's samples at ``[i*n, (i+1)*n)``, ``group == i``.
 
@@ -164,7 +165,8 @@ class RolloutEngine:
         trajectory with ``max_searches``); ``max_new_tokens`` caps the response of this call (the
         direct baselines' short answers); ``stop_at_newline`` ends a row (``eos``) at the first line
         break after some text (a base model's one-line answer). ``steer`` replaces the engine's steer
-        for this call (the training loop's exploration, ``ExploreSteer``).
+        for this call (the training loop's exploration, ``ExploreSteer``). ``end_at_answer`` overrides
+        ``cfg.end_at_answer`` (the direct baselines answer in plain text and end with the end-of-turn token).
         """
         if isinstance(questions, str):
             raise TypeError("rollout takes a list of questions, not one string")
@@ -180,7 +182,9 @@ class RolloutEngine:
 
                 self.generator.decoder = int8_shadow(self.model)
             self.generator.use_decoder = not greedy
-        params = SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, greedy=greedy)
+        end_at_answer = self.cfg.end_at_answer if end_at_answer is None else end_at_answer
+        params = SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, greedy=greedy,
+                                banned=tuple(sorted(self.eos_ids)) if end_at_answer else ())
         device = getattr(self.generator, "device", torch.device("cpu"))
         rng = torch.Generator(device=device).manual_seed(self.cfg.seed if seed is None else seed)
         self._max_searches = self.cfg.max_searches if max_searches is None else max_searches

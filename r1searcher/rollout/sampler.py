@@ -3,7 +3,9 @@
 The recorded log-prob of a token is ``log_softmax(logits / T)[token]`` over the FULL vocabulary,
 before top-p truncation (``T = 1`` when greedy). The trainer recomputes log-probs the same way
 (``logits / temperature``), so the importance ratio is exactly 1 at the start of an update. Top-p
-only decides which token is drawn; it never renormalises what is recorded.
+only decides which token is drawn; it never renormalises what is recorded. ``banned`` tokens
+(``rollout.end_at_answer``: the end-of-turn tokens) are never drawn, and likewise leave the recorded
+log-probs alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     greedy: bool = False
+    banned: tuple[int, ...] = ()  # token ids never drawn (their probability still counts in the log-probs)
 
     def __post_init__(self) -> None:
         if not self.greedy and self.temperature <= 0:
@@ -43,10 +46,15 @@ def sample_next(
     """
     logits = logits.float()
     logp = torch.log_softmax(logits / params.logprob_temperature, dim=-1)
+    draw_logp = logp
+    if params.banned:
+        draw_logp = logp.clone()
+        draw_logp[:, list(params.banned)] = float("-inf")
     if params.greedy:
-        tokens = logits.argmax(dim=-1)
+        tokens = draw_logp.argmax(dim=-1)
     else:
-        tokens = _draw_nucleus(logp.exp(), params.top_p, generator)
+        probs = draw_logp.exp() if draw_logp is logp else torch.softmax(draw_logp, dim=-1)  # renormalised
+        tokens = _draw_nucleus(probs, params.top_p, generator)
     if forced is not None:
         forced = forced.to(tokens.device)
         tokens = torch.where(forced >= 0, forced, tokens)

@@ -53,6 +53,10 @@ class RolloutConfig(Section):
     shots: int = knob(1, "with few_shot: 1 = the 2-hop example; 2 = a 1-hop example, then the 2-hop one (prompts.examples)",
                       choices=(1, 2))
     batch_size: int = knob(32, "sequences decoded together", ge=1)
+    end_at_answer: bool = knob(False, "beyond the paper: the end-of-turn token is never drawn, so a trajectory ends "
+                               "with </answer> or at a cap (a chat model tends to end its turn right after the "
+                               "documents, before any answer; recorded log-probs stay the full distribution's, as "
+                               "with top-p); the direct baselines are not affected")
     sampler_quant: str = knob("none", "CPU, beyond the paper: 'int8' samples with the policy's frozen linear layers in "
                               "int8 (decode steps 1.5x (bf16) to 2.9x (fp32) faster; prompts, documents and greedy "
                               "evaluation still run the policy itself; models/quantize.py), 'none' the policy throughout", choices=("none", "int8"))
