@@ -43,7 +43,11 @@ def demo_config(spec: DemoSpec, data_path: str, index_dir: str) -> Config:
     """The demo's training recipe (stage-independent part): small, fast, logged at every step.
 
     The caps fit two searches and an answer (per turn 160, per response 480 tokens): with 64/320 the
-    0.5B model was cut right after its first search on most 2-hop questions.
+    0.5B model was cut right after its first search on most 2-hop questions. Its two-search samples
+    still reach the 480 cap often (two document blocks are ~300 of those tokens) or end their chat turn
+    after the second documents; ``rollout.end_at_answer=true rollout.max_response_tokens=640`` removes
+    both (BENCHMARKS.md, "A chunk's last position": the best seed-0 run of its session, not yet the
+    default).
     """
     cfg = load_config(None, [
         f"model.name={spec.model}",
