@@ -135,6 +135,7 @@ def test_rollout_args(smollm_tokenizer):
     for name in ("naive", "rag", "oracle"):
         m = METHODS[name]
         assert m.rollout_args(smollm_tokenizer) == {"max_searches": 0, "max_new_tokens": DIRECT_MAX_TOKENS,
+                                                    "end_at_answer": False,  # plain text: eos must end it
                                                     "stop_at_newline": False}  # the turn's end stops it
         assert m.rollout_args(NoTemplate())["stop_at_newline"] is True  # a base model: the first line
         assert m.rollout_args(None)["stop_at_newline"] is True

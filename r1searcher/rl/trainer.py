@@ -89,6 +89,18 @@ def drop_cut_by_length(trajs: list[Trajectory], rewards: torch.Tensor) -> tuple[
     return [trajs[i] for i in keep], rewards[keep], len(trajs) - len(keep)
 
 
+def drop_for_update(trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig):
+    """What the update leaves out: length-cut samples (``train.drop_truncated``), then the groups
+    whose rewards are all equal (``train.drop_uniform_groups``; after the first, since a group may be
+    uniform without its cut samples). Returns the rest, their rewards, groups dropped, samples cut."""
+    cut = dropped = 0
+    if t.drop_truncated:
+        trajs, rewards, cut = drop_cut_by_length(trajs, rewards)
+    if t.drop_uniform_groups:
+        trajs, rewards, dropped = drop_uniform_groups(trajs, rewards)
+    return trajs, rewards, dropped, cut
+
+
 def policy_update(
     model, optimizer, trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig, *, pad_id: int,
     temperature: float, ref_logp: torch.Tensor | None = None, par: Parallel,
@@ -291,12 +303,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         times["sec_reward"] = time.perf_counter() - t1
         sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers,
                             explorer.first if explorer else None)
-        # 4. optional: drop groups with all-equal rewards (no outcome signal)
-        dropped = cut = 0
-        if t.drop_truncated:  # before the uniform-group test: a group may be uniform without them
-            trajs, rewards, cut = drop_cut_by_length(trajs, rewards)
-        if t.drop_uniform_groups:
-            trajs, rewards, dropped = drop_uniform_groups(trajs, rewards)
+        # 4. optional: drop length-cut samples, then groups with all-equal rewards (no outcome signal)
+        trajs, rewards, dropped, cut = drop_for_update(trajs, rewards, t)
         # 5. reference log-probs (KL), only when kl_coef > 0
         t2 = time.perf_counter()
         ref_logp = None
