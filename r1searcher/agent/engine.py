@@ -72,7 +72,7 @@ class ServingEngine(RolloutEngine):
         """Serve ``first`` and whatever ``admit`` hands over until no row is left."""
         gen = self.generator
         params = SamplingParams(temperature=temperature, top_p=top_p, greedy=greedy,
-                                banned=tuple(sorted(self.eos_ids)) if self.cfg.end_at_answer else ())  # as rollout()
+                                banned=self.banned_tokens(self.cfg.end_at_answer))
         rng = torch.Generator(device=getattr(gen, "device", torch.device("cpu"))).manual_seed(seed)
         self._max_response, self._stop_at_newline = self.cfg.max_response_tokens, False
         self.stats = RolloutStats()

@@ -212,8 +212,9 @@ class Run:
         ``cosine_time`` the next lr follows the share of the time budget spent, this step's
         ``step_seconds`` included."""
         lr = self.scheduler.get_last_lr()[0]
-        if self.budget_s > 0:
-            self.lr_spent[0] = (self.clock.elapsed + step_seconds) / self.budget_s
+        if self.cfg.train.lr_schedule == "cosine_time":  # the ranks' mean: every rank must step the same lr
+            share = (self.clock.elapsed + step_seconds) / self.budget_s
+            self.lr_spent[0] = self.par.reduce({"spent": share})["spent"] / self.par.world_size
         self.scheduler.step()
         return lr
 

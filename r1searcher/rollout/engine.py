@@ -184,7 +184,7 @@ class RolloutEngine:
             self.generator.use_decoder = not greedy
         end_at_answer = self.cfg.end_at_answer if end_at_answer is None else end_at_answer
         params = SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, greedy=greedy,
-                                banned=tuple(sorted(self.eos_ids)) if end_at_answer else ())
+                                banned=self.banned_tokens(end_at_answer))
         device = getattr(self.generator, "device", torch.device("cpu"))
         rng = torch.Generator(device=device).manual_seed(self.cfg.seed if seed is None else seed)
         self._max_searches = self.cfg.max_searches if max_searches is None else max_searches
@@ -207,6 +207,10 @@ class RolloutEngine:
             self.model.train(was_training)
         self.stats.wall_s = time.perf_counter() - t0
         return out
+
+    def banned_tokens(self, end_at_answer: bool) -> tuple[int, ...]:
+        """Tokens sampling never draws: the end-of-turn tokens under ``rollout.end_at_answer``."""
+        return tuple(sorted(self.eos_ids)) if end_at_answer else ()
 
     # ------------------------------------------------------------------ the loop
     def _run_chunk(

@@ -108,7 +108,7 @@ def last_position(T: int, device) -> int | torch.Tensor:
     int, a strided ``[B, 1, H]`` view, and torch's CPU linear on a strided 3-D bf16 input copies the
     whole vocabulary projection once per row (measured, Qwen-0.5B, 16 rows: 10.2 s against 0.03 s for
     the gathered, contiguous rows an index tensor gives; fp32 0.39 s against 0.12). Every prompt and
-    inserted document went through that path (BENCHMARKS.md, "Chunk feeds").
+    inserted document went through that path (BENCHMARKS.md, "A chunk's last position").
     """
     return 1 if T == 1 else torch.tensor([T - 1], device=device)
 
