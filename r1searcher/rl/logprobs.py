@@ -184,3 +184,21 @@ def token_logprobs(
             h = logz - (p * logits).sum(-1)
             ent = torch.zeros(select.shape, dtype=h.dtype, device=h.device).index_put((rows, cols), h)
     return out, ent
+
+
+def micro_batches(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def batched_logprobs(
+    model, trajs: list[Trajectory], pad_id: int, temperature: float, size: int, T: int, share_prefix: bool = True
+) -> torch.Tensor:
+    """No-grad log-probs of all trajectories at policy tokens, ``[B, T]``."""
+    out = torch.zeros(len(trajs), T)
+    device = next(model.parameters()).device
+    for rows in micro_batches(len(trajs), size):
+        mb = collate([trajs[i] for i in rows], pad_id).to(device)
+        lp, _ = token_logprobs(model, mb, temperature, share_prefix=share_prefix)
+        out[rows, : lp.shape[1]] = lp.float().cpu()
+    return out

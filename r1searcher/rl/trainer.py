@@ -32,7 +32,7 @@ import torch
 
 from r1searcher.config import Config, TrainConfig
 from r1searcher.rl.advantages import get_estimator, uniform_groups
-from r1searcher.rl.logprobs import collate, token_logprobs
+from r1searcher.rl.logprobs import batched_logprobs, collate, micro_batches, token_logprobs
 from r1searcher.rl.losses import kl_estimate, rl_loss
 from r1searcher.rl.parallel import Parallel
 from r1searcher.rl.run import Run
@@ -40,24 +40,6 @@ from r1searcher.rollout.trajectory import STOP_REASONS, Trajectory
 
 
 # --------------------------------------------------------------------------- the update
-
-
-def micro_batches(n: int, size: int) -> list[list[int]]:
-    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-
-
-@torch.no_grad()
-def batched_logprobs(
-    model, trajs: list[Trajectory], pad_id: int, temperature: float, size: int, T: int, share_prefix: bool = True
-) -> torch.Tensor:
-    """No-grad log-probs of all trajectories at policy tokens, ``[B, T]``."""
-    out = torch.zeros(len(trajs), T)
-    device = next(model.parameters()).device
-    for rows in micro_batches(len(trajs), size):
-        mb = collate([trajs[i] for i in rows], pad_id).to(device)
-        lp, _ = token_logprobs(model, mb, temperature, share_prefix=share_prefix)
-        out[rows, : lp.shape[1]] = lp.float().cpu()
-    return out
 
 
 def reference_logprobs(model, ref_model, trajs, pad_id, temperature, size, par: Parallel) -> torch.Tensor:
@@ -70,11 +52,29 @@ def reference_logprobs(model, ref_model, trajs, pad_id, temperature, size, par: 
             return batched_logprobs(model, trajs, pad_id, temperature, size, T)
 
 
-def drop_uniform_groups(trajs: list[Trajectory], rewards: torch.Tensor) -> tuple[list[Trajectory], torch.Tensor, int]:
-    """Drop the groups whose rewards are all equal (no outcome signal); also how many were dropped."""
+def add_info_gain(run, cfg: Config, trajs: list[Trajectory], answers: list[list[str]], rewards: torch.Tensor,
+                  breakdowns: list[dict]) -> torch.Tensor:
+    """``reward.info_gain`` × P(gold | each trajectory before its answer) added to ``rewards`` [B]
+    (and to each breakdown, as ``gold_prob``, for the step's log); the rewards unchanged when it is 0
+    or in stage 1 (like ``reward.found_bonus``, a term of the answer-F1 reward)."""
+    if not cfg.reward.info_gain or cfg.reward.stage != 2:
+        return rewards
+    from r1searcher.rl.info_gain import gold_probability
+
+    with torch.no_grad(), run.par.gathered(run.model):
+        p = gold_probability(run.model, run.tokenizer, trajs, answers, run.pad_id, cfg.train.micro_batch_size)
+    for bd, x in zip(breakdowns, p.tolist()):
+        bd["gold_prob"] = x
+        bd["reward"] = bd.get("reward", 0.0) + cfg.reward.info_gain * x
+    return rewards + cfg.reward.info_gain * p
+
+
+def drop_uniform_groups(trajs: list[Trajectory], rewards: torch.Tensor,
+                        tol: float = 1e-6) -> tuple[list[Trajectory], torch.Tensor, int]:
+    """Drop the groups whose rewards are all equal (span ≤ ``tol``: no outcome signal); also how many were dropped."""
     if not trajs:
         return trajs, rewards, 0
-    same = uniform_groups(rewards, torch.tensor([tr.group for tr in trajs]))
+    same = uniform_groups(rewards, torch.tensor([tr.group for tr in trajs]), atol=tol)
     dropped = len({tr.group for tr, u in zip(trajs, same) if u})
     keep = [i for i in range(len(trajs)) if not same[i]]
     return [trajs[i] for i in keep], rewards[keep], dropped
@@ -97,7 +97,7 @@ def drop_for_update(trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConf
     if t.drop_truncated:
         trajs, rewards, cut = drop_cut_by_length(trajs, rewards)
     if t.drop_uniform_groups:
-        trajs, rewards, dropped = drop_uniform_groups(trajs, rewards)
+        trajs, rewards, dropped = drop_uniform_groups(trajs, rewards, t.uniform_tol)
     return trajs, rewards, dropped, cut
 
 
@@ -299,7 +299,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         t1 = time.perf_counter()
         answers = [recs[tr.group].answers for tr in trajs]
         scored = [compute_reward(tr, gold, cfg.reward) for tr, gold in zip(trajs, answers)]
-        rewards = torch.tensor([r for r, _ in scored], dtype=torch.float32)
+        rewards = add_info_gain(run, cfg, trajs, answers, torch.tensor([r for r, _ in scored]), [b for _, b in scored])
         times["sec_reward"] = time.perf_counter() - t1
         sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers,
                             explorer.first if explorer else None)

@@ -76,6 +76,9 @@ class RewardConfig(Section):
     max_answer_words: int = knob(10, "the Qwen server's ≤10-word answer rule (0 = off)", ge=0)
     found_bonus: float = knob(0.0, "stage 2, beyond the paper: + this when a gold answer is in the retrieved documents "
                               "(0 = the paper's reward)")
+    info_gain: float = knob(0.0, "stage 2, beyond the paper: + this × P(gold answer | the trajectory before its answer) "
+                            "under the policy, IGPO's information gain summed over the searches (rl/info_gain.py; one "
+                            "no-grad forward of the contexts per step; 0 = the paper's reward)", ge=0)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,9 @@ class TrainConfig(Section):
     kl_estimator: str = knob("k1", "KL estimator", choices=("k1", "k2", "k3"))
     kl_in_reward: bool = knob(True, "the KL penalty goes into the reward (else into the loss)")
     drop_uniform_groups: bool = knob(False, "skip the backward of groups whose rewards are all equal (no signal)")
+    uniform_tol: float = knob(1e-6, "with drop_uniform_groups: a group whose rewards span at most this counts as "
+                              "uniform (with reward.info_gain every group differs a little, and GRPO's std would blow "
+                              "a spread of 0.01 up to ±1)", ge=0)
     drop_truncated: bool = knob(False, "beyond the paper (DAPO's overlong filtering): leave trajectories cut by the "
                                 "length caps (stop reason length) out of the update instead of giving them the format "
                                 "penalty; log.jsonl length_cut_dropped counts them")
