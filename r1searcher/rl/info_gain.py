@@ -11,7 +11,7 @@ grad): the context is the completion up to its ``<answer>`` tag (closed with ``<
 tag where the trajectory never wrote them), followed by each gold alias; the score is the
 probability of the alias's tokens, ``exp(Σ log p)`` at temperature 1, the best over aliases.
 
-Why (BENCHMARKS.md, "Information gain"): on a 2-hop question a policy that answers after one
+Why (BENCHMARKS.md, "Where the advantage goes", last paragraph): on a 2-hop question a policy that answers after one
 search and one that searches twice and misreads both score F1 0, so the group is uniform and
 teaches nothing; the second search that brought the answer's passage makes the answer likely,
 and this term tells the two apart. Unlike ``reward.found_bonus`` (the answer's words anywhere in

@@ -61,7 +61,7 @@ def add_info_gain(run, cfg: Config, trajs: list[Trajectory], answers: list[list[
         return rewards
     from r1searcher.rl.info_gain import gold_probability
 
-    with torch.no_grad(), run.par.gathered(run.model):
+    with run.par.gathered(run.model):  # gold_probability runs without grad
         p = gold_probability(run.model, run.tokenizer, trajs, answers, run.pad_id, cfg.train.micro_batch_size)
     for bd, x in zip(breakdowns, p.tolist()):
         bd["gold_prob"] = x
