@@ -20,7 +20,7 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     args = ["demo", "--out", str(out), "--entities", "16", "--eval-questions", "3", "--eval-one-hop", "2",
             "--model", str(model_dir)]
     small = ["rollout.n_samples=2", "train.questions_per_step=2", "rollout.max_new_tokens_per_turn=8",
-             "rollout.max_response_tokens=24", "train.progress=false"]
+             "rollout.max_response_tokens=24", "train.progress=false", "train.keep_best=true"]
     rc = cli.main(args + ["--minutes", "5", "train.max_steps=1", *small])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -32,7 +32,14 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     for stage in (1, 2):
         log = [json.loads(x) for x in (out / f"stage{stage}" / "log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1]
+    # with train.keep_best stage 2 keeps the policy whose monitor slice was best (the slice is scored
+    # before the first step and after the last too), and that policy is the one evaluated after
+    evals = [json.loads(x)["step"] for x in (out / "stage2" / "eval.jsonl").read_text().splitlines()]
+    assert evals == [0, 1] and metrics["rl_policy"]["step"] in (0, 1)
+    assert set(metrics["rl_policy"]["slice_f1_by_step"]) == {"0", "1"}
+    assert json.loads((out / "after" / "rl" / "run.json").read_text())["model"].endswith("stage2/best/model")
     report = (out / "report.md").read_text()
+    assert "the best on the held-out monitor slice" in report
     assert "| rl | after |" in report and "| oracle | before |" in report and "training_curves.png" in report
     assert "Goals of the demo (held-out" in report and "Goals of a trained searcher" in report
     # where it ran: the CPU, its speed flags, torch's capability, the dtype model.dtype=auto picked

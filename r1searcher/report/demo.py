@@ -15,8 +15,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 def plot_training(runs: dict, out_png: Path, ends: dict | None = None) -> Path | None:
     """Reward, F1 and searches per trajectory over steps, stage 1 then stage 2 on one axis; the
     held-out F1 of the slice evaluated during training, with ``ends`` (``{"before": F1 of the
-    untrained loop, "after": F1 of the trained policy, "n": questions}``, the demo's own evaluations)
-    as the curve's first and last points."""
+    untrained loop, "after": F1 of the trained policy, "n": questions, "at": the step on the curve's
+    axis the evaluated policy comes from (default: the last)}``, the demo's own evaluations) as the
+    curve's first and last points."""
     try:
         import matplotlib
 
@@ -49,7 +50,7 @@ def plot_training(runs: dict, out_png: Path, ends: dict | None = None) -> Path |
         if heldout:
             ax.plot([x for x, _ in heldout], [r["f1"] for _, r in heldout], marker="o", lw=1.5, label="slice, all")
         if {"before", "after"} <= ends.keys():
-            ax.plot([0, max(offset, 1)], [ends["before"], ends["after"]], marker="s", lw=0, color="black",
+            ax.plot([0, ends.get("at", max(offset, 1))], [ends["before"], ends["after"]], marker="s", lw=0, color="black",
                     label=f"before / after ({ends.get('n', '?')} q)")
         for h in hops:
             pts = [(x, r["by_hops"][h]["f1"]) for x, r in heldout if h in r.get("by_hops", {})]
@@ -247,6 +248,9 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
     out = Path(out)
     ends = {"before": _f1(metrics, "before", "iterative", None), "after": _f1(metrics, "after", "rl", None),
             "n": (metrics.get("after", {}).get("rl") or {}).get("n")}
+    chosen = metrics.get("rl_policy")
+    if chosen:  # train.keep_best: the step whose policy was evaluated, on the curve's axis (stage 2 after stage 1)
+        ends["at"] = sum(len(_read_jsonl(Path(r) / "log.jsonl")) for s, r in runs.items() if int(s) < 2) + chosen["step"]
     curves = plot_training(runs, out / "training_curves.png", ends)
     bars = plot_before_after(metrics, out / "before_after.png")
     lines = [f"# r1searcher demo ({metrics['task']})", "",
@@ -255,6 +259,11 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
              "prompt; oracle: the gold passages in the prompt, an upper bound for one read; iterative: the search "
              "tag loop with one worked example). The direct methods get a plain short-answer prompt in the model's "
              "chat template (r1searcher/eval/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
+    if chosen:
+        steps = len(_read_jsonl(Path(runs[max(runs, key=int)]) / "log.jsonl"))
+        by_step = ", ".join(f"step {k}: {v:.1f}" for k, v in chosen.get("slice_f1_by_step", {}).items())
+        lines += [f"`after` is the policy of stage-2 step {chosen['step']} of {steps}: the best on the held-out monitor "
+                  f"slice, questions disjoint from these ({by_step}; `train.keep_best`, r1searcher/rl/best.py).", ""]
     lines += _machine_line(metrics)
     lines += _table(metrics) + _hops_table(metrics) + _behaviour_table(out) + [""] + _goals(metrics)
     for png in (bars, curves):

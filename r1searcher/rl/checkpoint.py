@@ -145,13 +145,20 @@ def save_checkpoint(
 def _write_main_files(tmp: Path, model, optimizer, scheduler, state: dict[str, Any], config_yaml: str, tokenizer,
                       model_state: dict | None, optimizer_state: dict | None) -> None:
     """Rank 0's files of a checkpoint: weights (+ tokenizer), optimizer, scheduler, state, config."""
-    _unwrap(model).save_pretrained(tmp / "model", state_dict=model_state)  # None: the model's own
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp / "model")
+    save_model_folder(tmp / "model", model, tokenizer, model_state)
     _torch_save(optimizer.state_dict() if optimizer_state is None else optimizer_state, tmp / "optimizer.pt")
     _torch_save(scheduler.state_dict(), tmp / "scheduler.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     (tmp / "config.yaml").write_text(config_yaml)
+
+
+def save_model_folder(path: Path, model, tokenizer=None, model_state: dict | None = None) -> None:
+    """The policy as a model folder (``save_pretrained``: a LoRA adapter or the whole model, and the
+    tokenizer): what ``--model`` loads. ``model_state``: a full state dict gathered beforehand (None:
+    the model's own)."""
+    _unwrap(model).save_pretrained(path, state_dict=model_state)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
 
 
 def _publish(tmp: Path, final: Path, keep_last: int) -> None:

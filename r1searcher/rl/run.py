@@ -16,14 +16,17 @@ During the loop the run owns what is written and decided around a step: the log 
     RUN/log.jsonl                   one line per optimizer step (``trainer.step_record``)
     RUN/samples.jsonl               the first ``train.log_samples`` trajectories of each step
     RUN/eval.jsonl                  the held-out slice (``rl/heldout.py``)
+    RUN/best/                       with ``train.keep_best``: the best policy on the slice (``rl/best.py``)
     RUN/checkpoints/step_N/         ``rl/checkpoint.py``; read back through ``r1searcher/models/runs.py``
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,9 @@ import torch
 import yaml
 
 from r1searcher.config import Config, TrainConfig
-from r1searcher.rl.checkpoint import load_checkpoint, load_model_weights, resume_checkpoint, save_checkpoint, seed_everything
+from r1searcher.rl.best import BEST, RECORD, is_better, read_best, write_best
+from r1searcher.rl.checkpoint import (load_checkpoint, load_model_weights, resume_checkpoint, save_checkpoint,
+                                      save_model_folder, seed_everything)
 from r1searcher.rl.heldout import load_heldout, run_heldout
 from r1searcher.rl.parallel import Parallel
 from r1searcher.rl.runfiles import check_resume_config, read_log, truncate_log
@@ -135,6 +140,7 @@ class Run:
     trackers: Any = None
     lr_spent: list = field(default_factory=lambda: [0.0])  # the scheduler's view of the time budget used
     bar: Any = None
+    best: dict | None = None  # train.keep_best: RUN/best/best.json
 
     @classmethod
     def open(cls, cfg: Config, out: str | Path | None = None, *, resume: bool = False, last_intact: bool = False,
@@ -197,6 +203,8 @@ class Run:
         self.clock = StepClock.from_state(state, self.history)  # seconds spent, what a step costs (train.max_minutes)
         self.clock.final_eval = bool(t.eval_every) and t.eval_at_end  # the last step is followed by the slice
         self.heldout = load_heldout(self.cfg) if t.eval_every > 0 else []
+        if t.keep_best:
+            self.best = self.par.on_main(f"reading {self.dir / BEST}", _open_best, self.dir, self.start)
 
     # ------------------------------------------------------------------ during the loop
     @property
@@ -263,7 +271,29 @@ class Run:
         """The held-out slice at ``step`` (appended to eval.jsonl); its numbers as ``heldout_*`` log keys."""
         ho = run_heldout(self.engine, self.model, self.heldout, self.cfg, self.par.dist, self.dir, step)
         self.clock.add_eval(ho["seconds"])
+        if self.cfg.train.keep_best:
+            self.keep_if_best(step, ho)
         return {f"heldout_{k}": v for k, v in ho.items() if k != "by_hops"}
+
+    def keep_if_best(self, step: int, ho: dict) -> None:
+        """``train.keep_best``: copy the policy to ``RUN/best`` when the slice's F1 at ``step`` is at
+        least the best so far. Rank 0 holds the record and decides; every rank takes part in the copy
+        (the weights are gathered where they are sharded)."""
+        par = self.par
+        better = par.any(bool(par.is_main and is_better(ho["f1"], self.best)))
+        scores = {**(self.best or {}).get("scores", {}), str(step): ho["f1"]}
+        if not better:
+            if par.is_main:
+                self.best = {**self.best, "scores": scores}
+            par.on_main(f"writing {self.dir / BEST / RECORD}", _rewrite_best_record, self.dir, self.best)
+            return
+        t0 = time.perf_counter()
+        model_state, _ = par.full_state(self.model, self.optimizer)
+        record = {"step": step, "heldout_f1": ho["f1"], "heldout_n": ho["n"], "scores": scores}
+        save = partial(save_model_folder, model=self.model, tokenizer=self.tokenizer, model_state=model_state)
+        par.on_main(f"keeping the best policy in {self.dir / BEST}", write_best, self.dir, save, record)
+        self.best = record if par.is_main else None
+        self.clock.add_save(time.perf_counter() - t0)
 
     def log(self, rec: dict, trajs: list, rewards: list[float], recs: list, stop_reason: str | None) -> None:
         """Finish the step's record (clock, stop reason) and write it with its samples on rank 0:
@@ -338,6 +368,20 @@ def _prepare_folder(folder: Path, ckpt: Path | None, cfg: Config, cfg_yaml: str)
         (folder / "config.yaml").write_text(cfg_yaml)
     else:
         check_resume_config(folder, ckpt, cfg)
+
+
+def _open_best(folder: Path, start: int) -> dict | None:
+    """The kept best policy's record, without the slice scores of steps a resume runs again (they are
+    scored again). A best kept at such a step stays: a resume continues bit for bit, so the step comes
+    out the same, scores the same and, as a tie, is kept again."""
+    best = read_best(folder)
+    if best is not None:
+        best["scores"] = {k: v for k, v in best.get("scores", {}).items() if int(k) <= start}
+    return best
+
+
+def _rewrite_best_record(folder: Path, record: dict) -> None:
+    (folder / BEST / RECORD).write_text(json.dumps(record, indent=1))
 
 
 def _truncate_logs(folder: Path, start: int) -> None:

@@ -145,6 +145,8 @@ class TrainConfig(Section):
     eval_at_start: bool = knob(True, "with eval_every: evaluate the slice before the first step too (the curve's start)")
     eval_at_end: bool = knob(True, "with eval_every: evaluate the slice after the last step too (off where a full "
                              "evaluation follows the stage, as in the demo)")
+    keep_best: bool = knob(False, "with eval_every: keep the policy whose held-out slice F1 is best so far (ties: the "
+                           "later step) in RUN/best/ (rl/best.py); the demo evaluates that one")
     stop_when: str = knob("", "end the stage once all hold on the mean of the last stop_window steps, e.g. "
                           "'frac_with_search>=0.8, reward_format>=0.4' (rl/stopping.py)")
     stop_window: int = knob(2, "steps averaged for stop_when", ge=1)
