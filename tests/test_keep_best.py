@@ -1,5 +1,5 @@
 """``train.keep_best``: the policy whose held-out slice F1 is best is kept in RUN/best and is what
-the demo evaluates; ties go to the later step; a resume drops a best kept after its checkpoint."""
+the demo evaluates; ties go to the later step; a resume goes on from the kept record."""
 
 from __future__ import annotations
 

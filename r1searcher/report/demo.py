@@ -15,8 +15,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 def plot_training(runs: dict, out_png: Path, ends: dict | None = None) -> Path | None:
     """Reward, F1 and searches per trajectory over steps, stage 1 then stage 2 on one axis; the
     held-out F1 of the slice evaluated during training, with ``ends`` (``{"before": F1 of the
-    untrained loop, "after": F1 of the trained policy, "n": questions, "at": the step on the curve's
-    axis the evaluated policy comes from (default: the last)}``, the demo's own evaluations) as the
+    untrained loop, "after": F1 of the trained policy, "n": questions, "step": the last stage's step
+    the evaluated policy comes from (default: its last)}``, the demo's own evaluations) as the
     curve's first and last points."""
     try:
         import matplotlib
@@ -50,7 +50,9 @@ def plot_training(runs: dict, out_png: Path, ends: dict | None = None) -> Path |
         if heldout:
             ax.plot([x for x, _ in heldout], [r["f1"] for _, r in heldout], marker="o", lw=1.5, label="slice, all")
         if {"before", "after"} <= ends.keys():
-            ax.plot([0, ends.get("at", max(offset, 1))], [ends["before"], ends["after"]], marker="s", lw=0, color="black",
+            last_start = bounds[-2] if len(bounds) > 1 else 0  # where the last stage's steps begin on the axis
+            at = last_start + ends["step"] if "step" in ends else max(offset, 1)
+            ax.plot([0, at], [ends["before"], ends["after"]], marker="s", lw=0, color="black",
                     label=f"before / after ({ends.get('n', '?')} q)")
         for h in hops:
             pts = [(x, r["by_hops"][h]["f1"]) for x, r in heldout if h in r.get("by_hops", {})]
@@ -249,8 +251,9 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
     ends = {"before": _f1(metrics, "before", "iterative", None), "after": _f1(metrics, "after", "rl", None),
             "n": (metrics.get("after", {}).get("rl") or {}).get("n")}
     chosen = metrics.get("rl_policy")
-    if chosen:  # train.keep_best: the step whose policy was evaluated, on the curve's axis (stage 2 after stage 1)
-        ends["at"] = sum(len(_read_jsonl(Path(r) / "log.jsonl")) for s, r in runs.items() if int(s) < 2) + chosen["step"]
+    if chosen:  # train.keep_best: the stage-2 step whose policy was evaluated
+        ends["step"] = chosen["step"]
+    logs = {s: _read_jsonl(Path(r) / "log.jsonl") for s, r in runs.items()}
     curves = plot_training(runs, out / "training_curves.png", ends)
     bars = plot_before_after(metrics, out / "before_after.png")
     lines = [f"# r1searcher demo ({metrics['task']})", "",
@@ -260,7 +263,7 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
              "tag loop with one worked example). The direct methods get a plain short-answer prompt in the model's "
              "chat template (r1searcher/eval/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
     if chosen:
-        steps = len(_read_jsonl(Path(runs[max(runs, key=int)]) / "log.jsonl"))
+        steps = len(logs[max(logs, key=int)])
         by_step = ", ".join(f"step {k}: {v:.1f}" for k, v in chosen.get("slice_f1_by_step", {}).items())
         lines += [f"`after` is the policy of stage-2 step {chosen['step']} of {steps}: the best on the held-out monitor "
                   f"slice, questions disjoint from these ({by_step}; `train.keep_best`, r1searcher/rl/best.py).", ""]
@@ -273,7 +276,6 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
     if viewer is not None:
         lines += [f"Every trajectory of this run (training samples and eval predictions, filters, before and after side by "
                   f"side, loss mask shown): [{viewer.name}]({viewer.name}), one page that opens offline.", ""]
-    logs = {s: _read_jsonl(Path(r) / "log.jsonl") for s, r in runs.items()}
     for s, log in logs.items():
         if log:
             first, last = log[0], log[-1]

@@ -22,7 +22,6 @@ error of up to 50/√n points: 12.5 on 16 questions, 5 on 100; give it a slice t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -55,8 +54,10 @@ def write_best(run_dir: str | Path, save_model, record: dict) -> Path:
 
     ``save_model(path)`` writes a model folder at ``path`` (``save_pretrained``). Written to
     ``RUN/.tmp-best`` first and renamed, so a crash leaves the previous best as it was."""
+    from r1searcher.rl.checkpoint import replace_folder
+
     run_dir = Path(run_dir)
-    final, tmp, old = run_dir / BEST, run_dir / f".tmp-{BEST}", run_dir / f".old-{BEST}"
+    final, tmp = run_dir / BEST, run_dir / f".tmp-{BEST}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -65,9 +66,5 @@ def write_best(run_dir: str | Path, save_model, record: dict) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, final)
     return final

@@ -166,25 +166,31 @@ def _publish(tmp: Path, final: Path, keep_last: int) -> None:
     save of the same step), remove stale ``.tmp-`` folders and prune to the last ``keep_last``."""
     root = final.parent
     (tmp / MANIFEST).write_text(json.dumps({"files": _describe(tmp)}, indent=1))
-    if final.exists():  # re-saving a step (e.g. after a resume): swap the old one out first
-        old = root / f".old-{final.name}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            os.replace(old, final)  # the step's previous checkpoint stays
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(root)
+    replace_folder(tmp, final)  # re-saving a step (e.g. after a resume) swaps the old one out
     for stale in root.glob(".tmp-*"):
         if stale != tmp:
             shutil.rmtree(stale, ignore_errors=True)
     if keep_last > 0:
         for old in checkpoint_dirs(root.parent)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``final``; an existing ``final`` is swapped out first
+    and removed after, or put back if the rename fails (so ``final`` is always whole)."""
+    if final.exists():
+        old = final.parent / f".old-{final.name}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            os.replace(old, final)  # the previous folder stays
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(final.parent)
 
 
 def _alone(error: BaseException | None) -> None:
