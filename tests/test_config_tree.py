@@ -90,7 +90,7 @@ def test_every_packaged_config_loads_and_round_trips(tmp_path, clean_env, name):
     ("rollout.temperature=-1", "rollout.temperature: must be >= 0"),
     ("rollout.prompt=fancy", "rollout.prompt: must be one of 'base', 'chat'"),
     ("rollout.on_retriever_error=ignore", "rollout.on_retriever_error: must be one of"),
-    ("rollout.shots=3", "rollout.shots: must be one of 1, 2"),
+    ("rollout.shots=4", "rollout.shots: must be one of 1, 2, 3"),
     ("train.algo=ppo", "train.algo: must be one of 'reinforce_pp_baseline'"),
     ("train.kl_estimator=k4", "train.kl_estimator: must be one of"),
     ("train.lr_schedule=linear", "train.lr_schedule: must be one of"),

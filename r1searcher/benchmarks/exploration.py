@@ -3,7 +3,7 @@
 GRPO learns only from groups whose rewards differ, and it can only learn "search twice" from
 groups in which some sample searched twice *and* scored better than its group-mates. This bench
 samples the untrained (or any) policy on the demo world's 2-hop training questions, ``--n`` samples
-a question, under each setting asked for (``--settings "rollout.temperature=1.0;rollout.shots=2"``:
+a question, under each setting asked for (``--settings "rollout.temperature=1.0;rollout.shots=3"``:
 semicolon-separated variants, each a comma-separated list of overrides; ``base`` = the demo recipe
 as it is), and prints per setting, from the same questions and seed:
 

@@ -49,9 +49,9 @@ class RolloutConfig(Section):
     max_response_tokens: int = knob(4096, "policy + inserted tokens after the prompt", ge=1)
     prompt: str = knob("base", "'base' (User:/Assistant: <think>) or 'chat' (the tokenizer's template)",
                        choices=("base", "chat"))
-    few_shot: bool = knob(True, "add one worked example to the instruction")
-    shots: int = knob(1, "with few_shot: 1 = the 2-hop example; 2 = a 1-hop example, then the 2-hop one (prompts.examples)",
-                      choices=(1, 2))
+    few_shot: bool = knob(True, "add worked examples to the instruction (rollout.shots)")
+    shots: int = knob(2, "with few_shot: 1 = a 2-hop chain through a person; 2 = that and a 2-hop chain through a "
+                      "place (city, then its country); 3 = a 1-hop example, then both (prompts.SHOTS)", choices=(1, 2, 3))
     batch_size: int = knob(32, "sequences decoded together", ge=1)
     end_at_answer: bool = knob(False, "beyond the paper: the end-of-turn token is never drawn, so a trajectory ends "
                                "with </answer> or at a cap (a chat model tends to end its turn right after the "
