@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--top-k", type=int, default=2, help="passages per search")
     p.add_argument("--max-doc-words", type=int, default=30)
     p.add_argument("--model", default="smollm2", help="embedded model name or HF folder")
-    p.add_argument("--few-shot", action="store_true", help="use the one-shot prompt (longer prefill)")
+    p.add_argument("--few-shot", action="store_true", help="use the worked examples (rollout.shots=2) (longer prefill)")
     p.add_argument("--skip-reencode", action="store_true", help="do not run the re-encode baseline")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

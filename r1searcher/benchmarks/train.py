@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--searches", type=int, default=1, help="forced searches per trajectory")
     p.add_argument("--model", default="smollm2", help="embedded model name or HF folder")
     p.add_argument("--lora-layers", default="top:4", help="LoRA layers ('all', 'top:N') or 'full' for full fine-tuning")
-    p.add_argument("--few-shot", action="store_true", help="use the one-shot prompt (longer prompts)")
+    p.add_argument("--few-shot", action="store_true", help="use the worked examples (rollout.shots=2) (longer prompts)")
     p.add_argument("--skip-logits", action="store_true", help="skip the full-logits comparison (2)")
     p.add_argument("--micro", type=int, default=4, help="micro-batch size of the shared-prompt comparison (4)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -4,7 +4,7 @@
 method     prompt                                                       searches
 =========  ===========================================================  ==========
 rl         the training prompt (a trained policy)                       up to the limit
-iterative  the training prompt + one worked example (untrained model)   up to the limit
+iterative  the training prompt + the worked examples (untrained model)   up to the limit
 naive      answer directly, no documents                                none
 rag        the question's top-k passages in the prompt, then answer     none (one retrieval up front)
 oracle     the gold supporting passages in the prompt (upper bound)     none

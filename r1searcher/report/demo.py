@@ -260,7 +260,7 @@ def write_report(out: Path, metrics: dict, before: dict, after: dict, runs: dict
              f"Held-out questions, greedy decoding; model {metrics.get('model', '?')}; wall time {metrics['minutes']} min. "
              "`before` is the untrained model (naive: answer directly; rag: the question's top passages in the "
              "prompt; oracle: the gold passages in the prompt, an upper bound for one read; iterative: the search "
-             "tag loop with one worked example). The direct methods get a plain short-answer prompt in the model's "
+             "tag loop with the worked examples of `rollout.shots`). The direct methods get a plain short-answer prompt in the model's "
              "chat template (r1searcher/eval/baselines.py). `after` is the same model after stage 1 and stage 2 RL.", ""]
     if chosen:
         steps = len(logs[max(logs, key=int)])

@@ -1,4 +1,4 @@
-"""The paper's prompts: the base-model template and the chat template, optional one-shot.
+"""The paper's prompts: the base-model template and the chat template, optional worked examples.
 
 Both end with ``<think>`` so the policy writes its reasoning first.
 """
