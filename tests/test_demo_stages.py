@@ -21,7 +21,7 @@ def test_the_base_config_carries_the_spec_and_the_recipe():
     spec, cfg = _base(seed=3, overrides=("train.lr=1e-4",))
     assert cfg.demo == spec and cfg.train.seed == 3 and cfg.train.lr == 1e-4
     assert (cfg.retrieval.index, cfg.data.path, cfg.model.name) == ("idx", "t1.jsonl", "smollm2")
-    assert (cfg.rollout.prompt, cfg.train.algo, cfg.model.lora_layers) == ("chat", "grpo", "top:8")
+    assert (cfg.rollout.prompt, cfg.train.algo, cfg.model.lora_layers) == ("chat", "reinforce_pp_baseline", "top:8")
 
 
 def test_stage_one_stops_when_the_format_holds():
