@@ -6,8 +6,9 @@
 
 A variant is a ``rollout.shots`` value (prompts.SHOTS) or ``old``: the single worked example the
 prompt had before (its birthplace passage also named the town's country, kept here verbatim). The
-demo's world and recipe for each seed (``demo_config``: Qwen2.5-0.5B, chat prompt, BM25 top 2 of ≤48
-words, caps 160/480), greedy; the first N training questions of three kinds: 2-hop whose answer is a
+demo's world and recipe for each seed (``demo_config`` as it is now: Qwen2.5-0.5B, chat prompt, BM25
+top 2 of ≤48 words, 160 tokens a turn, 640 a response ending at ``</answer>``; the BENCHMARKS table was
+measured before that recipe, with 480 tokens and no ``end_at_answer``), greedy; the first N training questions of three kinds: 2-hop whose answer is a
 country, other 2-hop, 1-hop. Writes runs/bench-prompt-examples/s<seed>/<variant>/ and prints, per
 kind, F1 (points), searches per question and the count.
 """
