@@ -116,6 +116,7 @@ def test_a_bad_value_fails_at_load_with_one_line_naming_the_key(clean_env, overr
 @pytest.mark.parametrize("overrides,message", [
     (["train.eval_every=3"], "train.eval_every: 3 needs train.eval_data"),
     (["train.drop_uniform_groups=true", "rollout.n_samples=1"], "train.drop_uniform_groups: with rollout.n_samples=1"),
+    (["train.uniform_by=answer"], "train.uniform_by: answer takes effect only with train.drop_uniform_groups=true"),
     (["rollout.temperature=0"], "rollout.temperature: must be > 0 when sampling"),
     (["model.lora_layers=bottom:3"], "model.lora_layers: must be 'all' or 'top:N'"),
     (["model.lora_layers=top:0"], "model.lora_layers"),
@@ -130,6 +131,7 @@ def test_an_impossible_combination_fails_at_load_with_one_line(clean_env, overri
 def test_the_same_combinations_pass_when_they_can_work(clean_env):
     load_config(None, ["train.eval_every=3", "train.eval_data=held.jsonl"])
     load_config(None, ["train.drop_uniform_groups=true", "rollout.n_samples=2"])
+    load_config(None, ["train.drop_uniform_groups=true", "train.uniform_by=answer"])
     load_config(None, ["rollout.temperature=0", "rollout.greedy=true"])
     load_config(None, ["model.lora_layers=top:8"])
 

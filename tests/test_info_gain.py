@@ -89,3 +89,27 @@ def test_a_group_spanning_less_than_uniform_tol_is_dropped():
     assert dropped == 1 and [t.group for t in kept] == [0, 0, 1, 1]
     kept, r, dropped = drop_uniform_groups(trajs, rewards, tol=0.05)
     assert dropped == 2 and [t.group for t in kept] == [1, 1] and r.tolist() == pytest.approx([0.0, 0.3])
+
+
+def test_uniform_by_answer_drops_the_groups_whose_answers_score_alike():
+    """A group whose answers all score F1 0 and differ only by the format penalty (the sample cut at the
+    length cap) is dropped under train.uniform_by=answer and kept under the default (its rewards differ)."""
+    from r1searcher.config import load_config
+    from r1searcher.rl.trainer import drop_for_update, update_signal
+
+    trajs = [Trajectory([1], [2], [1], [0.0], group=g, stop_reason=s)
+             for g, s in ((0, "answer"), (0, "length"), (1, "answer"), (1, "answer"))]
+    rewards = torch.tensor([0.0, -0.5, 1.0, 0.0])
+    parts = [{"f1": 0.0}, {"f1": 0.0}, {"f1": 1.0}, {"f1": 0.0}]
+    by_reward = load_config(None, ["train.drop_uniform_groups=true"]).train
+    kept, r, dropped, _ = drop_for_update(trajs, rewards, by_reward, update_signal(parts, by_reward, stage=2))
+    assert dropped == 0 and len(kept) == 4
+    by_answer = load_config(None, ["train.drop_uniform_groups=true", "train.uniform_by=answer"]).train
+    signal = update_signal(parts, by_answer, stage=2)
+    assert signal.tolist() == [0.0, 0.0, 1.0, 0.0] and update_signal(parts, by_answer, stage=1) is None
+    kept, r, dropped, _ = drop_for_update(trajs, rewards, by_answer, signal)
+    assert dropped == 1 and [t.group for t in kept] == [1, 1] and r.tolist() == [1.0, 0.0]
+    # with drop_truncated the cut sample goes first; the signal follows the samples that stay
+    both = load_config(None, ["train.drop_uniform_groups=true", "train.uniform_by=answer", "train.drop_truncated=true"]).train
+    kept, r, dropped, cut = drop_for_update(trajs, rewards, both, signal)
+    assert (cut, dropped) == (1, 1) and [t.group for t in kept] == [1, 1]

@@ -69,12 +69,13 @@ def add_info_gain(run, cfg: Config, trajs: list[Trajectory], answers: list[list[
     return rewards + cfg.reward.info_gain * p
 
 
-def drop_uniform_groups(trajs: list[Trajectory], rewards: torch.Tensor,
-                        tol: float = 1e-6) -> tuple[list[Trajectory], torch.Tensor, int]:
-    """Drop the groups whose rewards are all equal (span ≤ ``tol``: no outcome signal); also how many were dropped."""
+def drop_uniform_groups(trajs: list[Trajectory], rewards: torch.Tensor, tol: float = 1e-6,
+                        signal: torch.Tensor | None = None) -> tuple[list[Trajectory], torch.Tensor, int]:
+    """Drop the groups whose rewards (or ``signal`` [B], when given) are all equal (span ≤ ``tol``: no
+    outcome signal); also how many were dropped."""
     if not trajs:
         return trajs, rewards, 0
-    same = uniform_groups(rewards, torch.tensor([tr.group for tr in trajs]), atol=tol)
+    same = uniform_groups(rewards if signal is None else signal, torch.tensor([tr.group for tr in trajs]), atol=tol)
     dropped = len({tr.group for tr, u in zip(trajs, same) if u})
     keep = [i for i in range(len(trajs)) if not same[i]]
     return [trajs[i] for i in keep], rewards[keep], dropped
@@ -89,16 +90,28 @@ def drop_cut_by_length(trajs: list[Trajectory], rewards: torch.Tensor) -> tuple[
     return [trajs[i] for i in keep], rewards[keep], len(trajs) - len(keep)
 
 
-def drop_for_update(trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig):
+def drop_for_update(trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig, signal: torch.Tensor | None = None):
     """What the update leaves out: length-cut samples (``train.drop_truncated``), then the groups
     whose rewards are all equal (``train.drop_uniform_groups``; after the first, since a group may be
-    uniform without its cut samples). Returns the rest, their rewards, groups dropped, samples cut."""
+    uniform without its cut samples). ``signal`` [B], when given, is what must differ in a group
+    instead of the reward (``train.uniform_by=answer``: the answers' F1). Returns the rest, their
+    rewards, groups dropped, samples cut."""
     cut = dropped = 0
     if t.drop_truncated:
+        keep = [i for i, tr in enumerate(trajs) if tr.stop_reason != "length"]
         trajs, rewards, cut = drop_cut_by_length(trajs, rewards)
+        signal = signal[keep] if signal is not None else None
     if t.drop_uniform_groups:
-        trajs, rewards, dropped = drop_uniform_groups(trajs, rewards, t.uniform_tol)
+        trajs, rewards, dropped = drop_uniform_groups(trajs, rewards, t.uniform_tol, signal)
     return trajs, rewards, dropped, cut
+
+
+def update_signal(breakdowns: list[dict], t: TrainConfig, stage: int) -> torch.Tensor | None:
+    """What must differ in a group for it to train (``train.uniform_by``), [B]: None for the reward
+    itself; with ``answer`` in stage 2 the answers' F1 (stage 1 has no answer score: the reward)."""
+    if t.uniform_by != "answer" or stage != 2:
+        return None
+    return torch.tensor([float(b.get("f1", 0.0)) for b in breakdowns])
 
 
 def policy_update(
@@ -303,8 +316,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         times["sec_reward"] = time.perf_counter() - t1
         sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers,
                             explorer.first if explorer else None)
-        # 4. optional: drop length-cut samples, then groups with all-equal rewards (no outcome signal)
-        trajs, rewards, dropped, cut = drop_for_update(trajs, rewards, t)
+        # 4. optional: drop length-cut samples, then groups with all-equal rewards (or answers' F1: train.uniform_by)
+        signal = update_signal([b for _, b in scored], t, cfg.reward.stage)
+        trajs, rewards, dropped, cut = drop_for_update(trajs, rewards, t, signal)
         # 5. reference log-probs (KL), only when kl_coef > 0
         t2 = time.perf_counter()
         ref_logp = None

@@ -114,6 +114,11 @@ class TrainConfig(Section):
     uniform_tol: float = knob(1e-6, "with drop_uniform_groups: a group whose rewards span at most this counts as "
                               "uniform (with reward.info_gain every group differs a little, and GRPO's std would blow "
                               "a spread of 0.01 up to ±1)", ge=0)
+    uniform_by: str = knob("reward", "with drop_uniform_groups, what must differ in a group for it to train: its "
+                           "rewards, or (beyond the paper) its answers' F1 in stage 2: a group whose answers all score "
+                           "alike differs only by the format penalty, which falls on the samples cut at the length or "
+                           "search caps, so it teaches answering sooner (BENCHMARKS.md, \"Groups that differ only by "
+                           "format\")", choices=("reward", "answer"))
     drop_truncated: bool = knob(False, "beyond the paper (DAPO's overlong filtering): leave trajectories cut by the "
                                 "length caps (stop reason length) out of the update instead of giving them the format "
                                 "penalty; log.jsonl length_cut_dropped counts them")
