@@ -230,3 +230,25 @@ def test_drop_truncated_leaves_length_cut_trajectories_out(setup, tmp_path):
     cfg = load_config(setup / "tiny.yaml", ["train.max_steps=1", "train.drop_truncated=true"])
     rec = _log(train(cfg, tmp_path / "run", steer=_steer(setup)))[0]
     assert rec["length_cut_dropped"] == rec["stop_length"]
+
+
+def test_fill_groups_rolls_out_more_questions_until_a_group_carries_signal(setup, tmp_path):
+    """train.fill_groups (DAPO's dynamic sampling) with uniform_by=answer: the steered sample answers
+    "Paris" to every question, so only the question about France has answers that score differently;
+    the step rolls out further batches of 2 questions until that question comes, and trains on it alone."""
+    from r1searcher.rl.trainer import train
+
+    over = ["train.max_steps=1", "reward.stage=2", "train.drop_uniform_groups=true", "train.uniform_by=answer",
+            "train.fill_groups=1", "train.fill_rounds=3", "train.log_samples=8"]
+    run = train(load_config(setup / "tiny.yaml", over), tmp_path / "run", steer=_steer(setup))
+    rec = _log(run)[0]
+    rounds = rec["sample_rounds"]
+    assert 1 <= rounds <= 4
+    assert rec["trajectories"] == rounds * 2 * 2  # every round's samples are in the step's statistics
+    assert rec["groups_dropped"] == rounds * 2 - 1 and rec["grad_norm"] > 0
+    kept = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert {s["question"] for s in kept} == {"What is the capital of France?"}
+    assert {s["pred"] for s in kept if s["sample"] == 0} == {"Paris"}
+    # without filling, the same first batch: one round, and a step with nothing to train when France is not in it
+    plain = train(load_config(setup / "tiny.yaml", over[:4]), tmp_path / "plain", steer=_steer(setup))
+    assert "sample_rounds" not in _log(plain)[0] and _log(plain)[0]["trajectories"] == 4

@@ -274,6 +274,41 @@ def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dr
 # --------------------------------------------------------------------------- the loop
 
 
+def sample_round(run, cfg: Config, step: int, rnd: int, explore, explorer, offset: int = 0) -> dict:
+    """One batch of the step's questions: rollouts, rewards, and what the update leaves out
+    (``drop_for_update``). Round 0 is the step's batch (its sampling seed as without
+    ``train.fill_groups``); later rounds are the dynamic sampling's further batches, their groups
+    numbered on from ``offset``. Returns recs, the kept trajs, their rewards [B], the rollout sums
+    (over every sample), times, and the groups dropped and samples cut."""
+    from r1searcher.rl.rewards import compute_reward
+
+    t, par, engine = cfg.train, run.par, run.engine
+    t0 = time.perf_counter()
+    # 1. questions: the same global batch on every rank, each rank rolls out its share
+    recs = run.next_questions()
+    # 2. rollouts (generation and retrieval interleaved; the engine times retrieval)
+    run.model.eval()
+    with torch.no_grad(), par.gathered(run.model):
+        trajs = engine.rollout([r.question for r in recs], seed=(t.seed * 1_000_003 + step) * 1009 + par.rank
+                               + rnd * 1_000_000_007, steer=explore)
+    times = {"sec_rollout": time.perf_counter() - t0, "sec_retrieve": engine.stats.retrieval_s}
+    times["sec_generate"] = times["sec_rollout"] - times["sec_retrieve"]
+    # 3. rewards
+    t1 = time.perf_counter()
+    answers = [recs[tr.group].answers for tr in trajs]
+    scored = [compute_reward(tr, gold, cfg.reward) for tr, gold in zip(trajs, answers)]
+    rewards = add_info_gain(run, cfg, trajs, answers, torch.tensor([r for r, _ in scored]), [b for _, b in scored])
+    times["sec_reward"] = time.perf_counter() - t1
+    sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers, explorer.first if explorer else None)
+    # 4. optional: drop length-cut samples, then groups with all-equal rewards (or answers' F1: train.uniform_by)
+    signal = update_signal([b for _, b in scored], t, cfg.reward.stage)
+    trajs, rewards, dropped, cut = drop_for_update(trajs, rewards, t, signal)
+    for tr in trajs:  # groups index the step's questions, this round's after the earlier rounds'
+        tr.group += offset
+    return {"recs": recs, "trajs": trajs, "rewards": rewards, "sums": sums, "times": times,
+            "dropped": dropped, "cut": cut}
+
+
 def train(cfg: Config, out: str | Path | None = None, resume: bool = False, steer=None, last_intact: bool = False) -> Path:
     """Run (or resume) one training stage; return the run folder.
 
@@ -285,12 +320,10 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
     engine (``rollout/steer.py``), e.g. to make a tiny random model search.
     """
-    from r1searcher.rl.rewards import compute_reward
-
     from r1searcher.rollout.steer import ExploreSteer, chain
 
     run = Run.open(cfg, out, resume=resume, last_intact=last_intact, steer=steer)
-    t, par, model, engine = cfg.train, run.par, run.model, run.engine
+    t, par, model = cfg.train, run.par, run.model
     explorer = (ExploreSteer(run.tokenizer, cfg.rollout.n_samples, t.explore_share, t.explore_searches, t.explore_at)
                 if t.explore_share > 0 else None)
     explore = chain(explorer, steer) if explorer else None  # the training rollouts only, never the held-out slice
@@ -299,26 +332,19 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         if step == run.start and not run.first_step_fits():  # a resume: does its first step fit in what is left?
             break
         t0 = time.perf_counter()
-        # 1. questions: the same global batch on every rank, each rank rolls out its share
-        recs = run.next_questions()
-        # 2. rollouts (generation and retrieval interleaved; the engine times retrieval)
-        model.eval()
-        with torch.no_grad(), par.gathered(model):
-            trajs = engine.rollout([r.question for r in recs], seed=(t.seed * 1_000_003 + step) * 1009 + par.rank,
-                                   steer=explore)
-        times = {"sec_rollout": time.perf_counter() - t0, "sec_retrieve": engine.stats.retrieval_s}
-        times["sec_generate"] = times["sec_rollout"] - times["sec_retrieve"]
-        # 3. rewards
-        t1 = time.perf_counter()
-        answers = [recs[tr.group].answers for tr in trajs]
-        scored = [compute_reward(tr, gold, cfg.reward) for tr, gold in zip(trajs, answers)]
-        rewards = add_info_gain(run, cfg, trajs, answers, torch.tensor([r for r, _ in scored]), [b for _, b in scored])
-        times["sec_reward"] = time.perf_counter() - t1
-        sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers,
-                            explorer.first if explorer else None)
-        # 4. optional: drop length-cut samples, then groups with all-equal rewards (or answers' F1: train.uniform_by)
-        signal = update_signal([b for _, b in scored], t, cfg.reward.stage)
-        trajs, rewards, dropped, cut = drop_for_update(trajs, rewards, t, signal)
+        # 1–4. questions → rollouts → rewards → what the update leaves out; with train.fill_groups, further
+        # batches of questions until enough groups carry signal (DAPO's dynamic sampling)
+        recs, trajs, rewards, sums, times, dropped, cut, rounds = [], [], torch.zeros(0), {}, {}, 0, 0, 0
+        while True:
+            b = sample_round(run, cfg, step, rounds, explore, explorer, offset=len(recs))
+            recs, trajs, rewards = recs + b["recs"], trajs + b["trajs"], torch.cat([rewards, b["rewards"]])
+            sums = {k: sums.get(k, 0.0) + b["sums"].get(k, 0.0) for k in sums.keys() | b["sums"].keys()}
+            times = {k: times.get(k, 0.0) + v for k, v in b["times"].items()}
+            dropped, cut, rounds = dropped + b["dropped"], cut + b["cut"], rounds + 1
+            if not t.fill_groups or rounds > t.fill_rounds:
+                break
+            if par.reduce({"g": float(len({tr.group for tr in trajs}))}).get("g", 0.0) >= t.fill_groups:
+                break
         # 5. reference log-probs (KL), only when kl_coef > 0
         t2 = time.perf_counter()
         ref_logp = None
@@ -337,6 +363,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         dropped = int(counts.get("d", 0))
         times["seconds"] = time.perf_counter() - t0
         rec = run.add_step(step_record(step + 1, sums, upd, times, lr, dropped, kl_on))
+        if t.fill_groups:
+            rec["sample_rounds"] = rounds
         if t.drop_truncated:
             rec["length_cut_dropped"] = int(counts.get("c", 0))
         # 8. stop? (the goal reached, no time for the next step, or max_steps); evaluate, log

@@ -119,6 +119,10 @@ class TrainConfig(Section):
                            "alike differs only by the format penalty, which falls on the samples cut at the length or "
                            "search caps, so it teaches answering sooner (BENCHMARKS.md, \"Groups that differ only by "
                            "format\")", choices=("reward", "answer"))
+    fill_groups: int = knob(0, "beyond the paper (DAPO's dynamic sampling): with drop_uniform_groups, roll out "
+                            "further batches of questions_per_step questions until at least this many groups carry "
+                            "signal, at most fill_rounds more batches a step (0 = off; log.jsonl sample_rounds)", ge=0)
+    fill_rounds: int = knob(2, "with fill_groups: the further batches a step may roll out", ge=1)
     drop_truncated: bool = knob(False, "beyond the paper (DAPO's overlong filtering): leave trajectories cut by the "
                                 "length caps (stop reason length) out of the update instead of giving them the format "
                                 "penalty; log.jsonl length_cut_dropped counts them")

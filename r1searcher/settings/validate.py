@@ -56,6 +56,8 @@ def _checks(cfg: Any) -> list[tuple[bool, str]]:
          f"train.eval_every: {t.eval_every} needs train.eval_data (a held-out QA file); or set train.eval_every=0"),
         (t.uniform_by != "reward" and not t.drop_uniform_groups,
          f"train.uniform_by: {t.uniform_by} takes effect only with train.drop_uniform_groups=true"),
+        (t.fill_groups > 0 and not t.drop_uniform_groups,
+         f"train.fill_groups: {t.fill_groups} takes effect only with train.drop_uniform_groups=true"),
         (t.drop_uniform_groups and r.n_samples == 1,
          "train.drop_uniform_groups: with rollout.n_samples=1 every group is uniform and every step is dropped"),
         (t.explore_share > 0 and round(t.explore_share * r.n_samples) == 0,
