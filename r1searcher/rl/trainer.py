@@ -1,6 +1,7 @@
 """The RL loop, top to bottom (nanoGPT-style): one optimizer step per rollout batch.
 
     questions → rollouts (engine: generate + retrieve) → rewards → [drop uniform groups]
+    → [train.fill_groups: more questions, rolled out and scored, until enough groups differ]
     → [reference log-probs, only when kl_coef > 0] → advantages → micro-batched forward/backward
     → sum gradients over ranks → clip → AdamW step → log → checkpoint
 
