@@ -87,8 +87,13 @@ def drop_cut_by_length(trajs: list[Trajectory], rewards: torch.Tensor) -> tuple[
     DAPO's overlong filtering (arXiv 2503.14476). Their reward (the format penalty: no closed answer)
     says only that the budget ran out, which in multi-hop search falls on the trajectories that searched
     most; the rest of the group keeps its rewards and is normalised among itself."""
-    keep = [i for i, tr in enumerate(trajs) if tr.stop_reason != "length"]
+    keep = uncut(trajs)
     return [trajs[i] for i in keep], rewards[keep], len(trajs) - len(keep)
+
+
+def uncut(trajs: list[Trajectory]) -> list[int]:
+    """Indices of the trajectories the length caps did not cut (stop reason other than ``length``)."""
+    return [i for i, tr in enumerate(trajs) if tr.stop_reason != "length"]
 
 
 def drop_for_update(trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig, signal: torch.Tensor | None = None):
@@ -99,9 +104,8 @@ def drop_for_update(trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConf
     rewards, groups dropped, samples cut."""
     cut = dropped = 0
     if t.drop_truncated:
-        keep = [i for i, tr in enumerate(trajs) if tr.stop_reason != "length"]
+        signal = signal[uncut(trajs)] if signal is not None else None
         trajs, rewards, cut = drop_cut_by_length(trajs, rewards)
-        signal = signal[keep] if signal is not None else None
     if t.drop_uniform_groups:
         trajs, rewards, dropped = drop_uniform_groups(trajs, rewards, t.uniform_tol, signal)
     return trajs, rewards, dropped, cut
