@@ -192,10 +192,10 @@ def _add_micro_batch_stats(stats: dict[str, float], loss, ent, old_minus_new, mb
 
 
 def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list[dict], answers: list[list[str]],
-                 explore_from: int | None = None) -> dict:
+                 arm=None) -> dict:
     """Sums over this rank's trajectories of everything logged per step (reduced over ranks later).
-    ``explore_from``: samples from this index on are exploration's (``train.explore_share``); their
-    F1 and searches are also summed apart from the others'."""
+    ``arm``: sample index → "explored" (``train.explore_share``), "stopped" (``train.stop_share``) or
+    "natural"; with it, each arm's F1 and searches are also summed apart."""
     from r1searcher.eval.metrics import max_cover_exact_match, max_exact_match, max_f1_score
 
     s: dict[str, float] = {"n": len(trajs), "reward_sum": sum(rewards), "reward_sq": sum(r * r for r in rewards)}
@@ -203,8 +203,8 @@ def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list
         pred = tr.answer
         f1 = max_f1_score(pred, gold) if pred is not None else 0.0
         s["f1"] = s.get("f1", 0.0) + f1
-        if explore_from is not None:
-            kind = "explored" if tr.sample >= explore_from else "natural"
+        if arm is not None:
+            kind = arm(tr.sample)
             for k, v in ((kind, 1.0), (f"{kind}_f1", f1), (f"{kind}_searches", tr.n_searches)):
                 s[k] = s.get(k, 0.0) + v
         s["em"] = s.get("em", 0.0) + float(pred is not None and max_exact_match(pred, gold))
@@ -224,12 +224,12 @@ def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list
 
 
 def _explore_stats(s: dict, n: float) -> dict:
-    """With exploration on: the share of samples in its arm, and F1 and searches of that arm and of the
-    natural one apart (``searches_natural`` is what the policy chooses on its own)."""
-    if not s.get("explored"):
+    """With exploration on: the share of samples in each forced arm, and F1 and searches of each arm
+    and of the natural one apart (``searches_natural`` is what the policy chooses on its own)."""
+    if not s.get("explored") and not s.get("stopped"):
         return {}
-    out = {"frac_explored": s["explored"] / n}
-    for kind in ("explored", "natural"):
+    out = {f"frac_{kind}": s[kind] / n for kind in ("explored", "stopped") if s.get(kind)}
+    for kind in ("explored", "stopped", "natural"):
         if s.get(kind):
             out[f"f1_{kind}"] = s[f"{kind}_f1"] / s[kind]
             out[f"searches_{kind}"] = s[f"{kind}_searches"] / s[kind]
@@ -279,7 +279,7 @@ def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dr
 # --------------------------------------------------------------------------- the loop
 
 
-def sample_round(run, cfg: Config, step: int, rnd: int, explore, explorer, offset: int = 0) -> dict:
+def sample_round(run, cfg: Config, step: int, rnd: int, explore, arm, offset: int = 0) -> dict:
     """One batch of the step's questions: rollouts, rewards, and what the update leaves out
     (``drop_for_update``). Round 0 is the step's batch (its sampling seed as without
     ``train.fill_groups``); later rounds are the dynamic sampling's further batches, their groups
@@ -304,7 +304,7 @@ def sample_round(run, cfg: Config, step: int, rnd: int, explore, explorer, offse
     scored = [compute_reward(tr, gold, cfg.reward) for tr, gold in zip(trajs, answers)]
     rewards = add_info_gain(run, cfg, trajs, answers, torch.tensor([r for r, _ in scored]), [b for _, b in scored])
     times["sec_reward"] = time.perf_counter() - t1
-    sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers, explorer.first if explorer else None)
+    sums = rollout_sums(trajs, rewards.tolist(), [b for _, b in scored], answers, arm)
     # 4. optional: drop length-cut samples, then groups with all-equal rewards (or answers' F1: train.uniform_by)
     signal = update_signal([b for _, b in scored], t, cfg.reward.stage)
     trajs, rewards, dropped, cut = drop_for_update(trajs, rewards, t, signal)
@@ -325,13 +325,17 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
     engine (``rollout/steer.py``), e.g. to make a tiny random model search.
     """
-    from r1searcher.rollout.steer import ExploreSteer, chain
+    from r1searcher.rollout.steer import ExploreSteer, StopSteer, chain
 
     run = Run.open(cfg, out, resume=resume, last_intact=last_intact, steer=steer)
     t, par, model = cfg.train, run.par, run.model
     explorer = (ExploreSteer(run.tokenizer, cfg.rollout.n_samples, t.explore_share, t.explore_searches, t.explore_at)
                 if t.explore_share > 0 else None)
-    explore = chain(explorer, steer) if explorer else None  # the training rollouts only, never the held-out slice
+    stopper = StopSteer(run.tokenizer, cfg.rollout.n_samples, t.stop_share) if t.stop_share > 0 else None
+    # the training rollouts only, never the held-out slice
+    explore = chain(stopper, explorer, steer) if explorer or stopper else None
+    arm = ((lambda i: "explored" if explorer and i >= explorer.first else "stopped" if stopper and i < stopper.last
+            else "natural") if explorer or stopper else None)
     temperature, kl_on = cfg.rollout.temperature, t.kl_coef > 0
     for step in range(run.start, t.max_steps):
         if step == run.start and not run.first_step_fits():  # a resume: does its first step fit in what is left?
@@ -341,7 +345,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         # batches of questions until enough groups carry signal (DAPO's dynamic sampling)
         recs, trajs, rewards, sums, times, dropped, cut, rounds = [], [], torch.zeros(0), {}, {}, 0, 0, 0
         while True:
-            b = sample_round(run, cfg, step, rounds, explore, explorer, offset=len(recs))
+            b = sample_round(run, cfg, step, rounds, explore, arm, offset=len(recs))
             recs, trajs, rewards = recs + b["recs"], trajs + b["trajs"], torch.cat([rewards, b["rewards"]])
             sums = {k: sums.get(k, 0.0) + b["sums"].get(k, 0.0) for k in sums.keys() | b["sums"].keys()}
             times = {k: times.get(k, 0.0) + v for k, v in b["times"].items()}

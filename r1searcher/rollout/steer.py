@@ -7,8 +7,9 @@ the forced token, the mask bit is 1, stops are detected on it. This drives queri
 (property tests of the mask over random segmentations) and makes a benchmark's token counts
 deterministic, without replacing any part of the engine.
 
-Training uses one steer, and only when asked (``train.explore_share`` > 0): :class:`ExploreSteer`,
-exploration at the search decision (the training loop passes it to its own rollout calls, so a
+Training uses two steers, each only when asked: :class:`ExploreSteer` (``train.explore_share`` > 0),
+exploration at the search decision, and :class:`StopSteer` (``train.stop_share`` > 0), at the stop
+decision (the training loop passes it to its own rollout calls, so a
 held-out evaluation never explores).
 """
 
@@ -101,19 +102,61 @@ class ExploreSteer:
         if self.at == "turn":
             k = len(turn)
             return int(self.tag[k]) if k < len(self.tag) else None
-        for k in range(min(len(self.tag) - 1, len(turn)), 0, -1):  # the tag this steer began: go on with it
-            if turn[-k:] == self.tag[:k] and self._first_sentence_ends(turn[:-k]):
-                return int(self.tag[k])
-        return int(self.tag[0]) if self._first_sentence_ends(turn) else None
+        return _go_on(self.tag, turn, self.tokenizer)
 
-    def _first_sentence_ends(self, turn: list[int]) -> bool:
-        """The turn so far is one sentence, just ended, with no tag of the policy's own in it."""
-        if not turn or len(turn) >= MAX_SENTENCE_TOKENS:
-            return False
-        text = self.tokenizer.decode(turn)
-        if any(tag in text for tag in (QUERY_OPEN, QUERY_CLOSE, THINK_CLOSE, ANSWER_OPEN)):
-            return False  # the policy searched again (or closed its thought) on its own
-        return text.rstrip().endswith((".", "!", "?")) and not any(c in text.rstrip()[:-1] for c in ".!?")
+
+def first_sentence_ends(tokenizer, turn: list[int]) -> bool:
+    """The turn so far is one sentence, just ended, with no tag of the policy's own in it."""
+    if not turn or len(turn) >= MAX_SENTENCE_TOKENS:
+        return False
+    text = tokenizer.decode(turn)
+    if any(tag in text for tag in (QUERY_OPEN, QUERY_CLOSE, THINK_CLOSE, ANSWER_OPEN)):
+        return False  # the policy searched again (or closed its thought) on its own
+    return text.rstrip().endswith((".", "!", "?")) and not any(c in text.rstrip()[:-1] for c in ".!?")
+
+
+def _go_on(tag: list[int], turn: list[int], tokenizer) -> int | None:
+    """The next token of ``tag`` when it is forced after the turn's first sentence: the one after the
+    part already forced, the first when that sentence has just ended, else None."""
+    for k in range(min(len(tag) - 1, len(turn)), 0, -1):  # the tag this steer began: go on with it
+        if turn[-k:] == tag[:k] and first_sentence_ends(tokenizer, turn[:-k]):
+            return int(tag[k])
+    return int(tag[0]) if first_sentence_ends(tokenizer, turn) else None
+
+
+class StopSteer:
+    """Exploration at the stop decision, the mirror of :class:`ExploreSteer`: in each group of ``n``
+    samples, the first ``round(share * n)`` close their thought after the first sentence of the turn
+    that follows their ``after``-th documents (`` </think>\n\n<answer>`` is forced; what they read
+    and the answer are the policy's own). A turn that searches or closes its thought before a full
+    stop, or whose first sentence runs past ``MAX_SENTENCE_TOKENS``, is left alone.
+
+    Why: under the outcome reward with ``train.uniform_by=answer``, a policy that learned to search
+    again on 2-hop questions also chained on 1-hop ones (it read the answer, then searched with it)
+    and every sample of such a group scored 0, so the group was dropped and nothing pulled the stop
+    back (BENCHMARKS.md, "Groups that differ only by format"). Forced stops keep a one-search answer
+    in every group: the reward compares stopping with searching on, question by question, up where
+    the answer was in hand (1-hop) and down where it was not (2-hop). As with ``ExploreSteer`` the
+    forced tokens stay in the loss with the policy's own log-prob as their "old" one (off-policy).
+    """
+
+    def __init__(self, tokenizer, n: int, share: float, after: int = 1):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be in [0, 1], got {share}")
+        if after < 1:
+            raise ValueError(f"after must be >= 1 (stop after that many searches), got {after}")
+        self.tokenizer = tokenizer
+        self.tag = tokenizer.encode(f" {THINK_CLOSE}\n\n{ANSWER_OPEN}", add_special_tokens=False)
+        self.last = round(share * n)  # samples 0..last-1 of every group stop
+        self.after = after
+
+    def stops(self, row: RowState) -> bool:
+        return row.sample < self.last
+
+    def __call__(self, row: RowState) -> int | None:
+        if not self.stops(row) or len(row.passages) != self.after:
+            return None
+        return _go_on(self.tag, row.turn, self.tokenizer)
 
 
 def chain(*steers: Steer | None) -> Steer | None:

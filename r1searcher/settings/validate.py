@@ -64,6 +64,11 @@ def _checks(cfg: Any) -> list[tuple[bool, str]]:
          f"train.explore_share: {t.explore_share} of rollout.n_samples={r.n_samples} rounds to no sample"),
         (t.explore_share > 0 and t.explore_searches > r.max_searches,
          f"train.explore_searches: {t.explore_searches} is more than rollout.max_searches={r.max_searches}"),
+        (t.stop_share > 0 and round(t.stop_share * r.n_samples) == 0,
+         f"train.stop_share: {t.stop_share} of rollout.n_samples={r.n_samples} rounds to no sample"),
+        (round(t.stop_share * r.n_samples) + round(t.explore_share * r.n_samples) > r.n_samples,
+         f"train.stop_share: {t.stop_share} and train.explore_share={t.explore_share} together take more than "
+         f"rollout.n_samples={r.n_samples} samples (stops are a group's first samples, explorers its last)"),
         (r.sampler_quant == "int8" and (m.device.startswith("cuda") or m.device == "auto" and _has_cuda()),
          "rollout.sampler_quant: int8 is a CPU decoder; on a GPU use model.dtype=bf16 and rollout.sampler_quant=none"),
         (not _LORA_LAYERS.match(m.lora_layers),
