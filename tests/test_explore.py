@@ -1,5 +1,5 @@
-"""Exploration at the search decision (``train.explore_share``, ``rollout/steer.ExploreSteer``) on
-real parts: a tiny random Llama over the SmolLM2 tokenizer, a real BM25 index, the real engine and
+"""Exploration at the search decision (``train.explore_share``, ``rollout/steer.ExploreSteer``) and at
+the stop decision (``train.stop_share``, ``StopSteer``) on real parts: a tiny random Llama over the SmolLM2 tokenizer, a real BM25 index, the real engine and
 the real training loop. The random model is scripted turn by turn (it would never search on its
 own); the exploration steer forces the second query's tag before the script speaks."""
 
@@ -15,7 +15,7 @@ from r1searcher.config import ConfigError, RetrievalConfig, RolloutConfig, load_
 from r1searcher.retrieval.base import Passage
 from r1searcher.retrieval.bm25 import BM25Index
 from r1searcher.rollout.engine import RolloutEngine
-from r1searcher.rollout.steer import ExploreSteer
+from r1searcher.rollout.steer import ExploreSteer, StopSteer
 from r1searcher.rollout.tags import ANSWER_CLOSE, ANSWER_OPEN, QUERY_CLOSE, QUERY_OPEN, THINK_CLOSE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,6 +149,83 @@ def test_steer_arguments_are_checked(smollm_tokenizer):
     assert ExploreSteer(smollm_tokenizer, n=8, share=0.25).first == 6
 
 
+class StopScript:
+    """Every turn after the first documents states what it read (``SAID``) and searches again; a
+    row whose turn was closed by ``stop`` writes the answer "one" after the forced tags."""
+
+    def __init__(self, tokenizer, stop: StopSteer | None):
+        enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+        self.stop = stop
+        self.turns = [enc(TURNS[0]), enc(SAID) + enc(f" {QUERY_OPEN}") + enc(AFTER_TAG), enc(TURNS[2])]
+        self.stopped = enc(SAID) + stop.tag + enc(f" one {ANSWER_CLOSE}") if stop else None
+
+    def __call__(self, row):
+        if self.stop is not None and (forced := self.stop(row)) is not None:
+            return forced
+        if self.stop is not None and self.stop.stops(row) and len(row.passages) == 1:
+            script = self.stopped
+        else:
+            script = self.turns[min(len(row.passages), len(self.turns) - 1)]
+        return script[len(row.turn)] if len(row.turn) < len(script) else None
+
+
+SAID = " alpha is a river."
+
+
+def test_the_first_share_of_each_group_answers_after_the_first_sentence_and_the_tags_are_trained_on(engine_parts):
+    tok = engine_parts[0]
+    stop = StopSteer(tok, n=4, share=0.5)
+    trajs = _engine(engine_parts, None).rollout(["q one", "q two"], steer=StopScript(tok, stop))
+    for t in trajs:
+        if t.sample < 2:  # made to answer after one search; what it read and its answer are the script's
+            assert (t.n_searches, t.answer) == (1, "one")
+            assert f"{SAID} {THINK_CLOSE}\n\n{ANSWER_OPEN} one" in t.text
+            start = min(i for i, m in enumerate(t.loss_mask[:-1]) if m == 0 and t.loss_mask[i + 1] == 1) + 1
+            start += len(tok.encode(SAID, add_special_tokens=False))
+            assert t.response_ids[start : start + len(stop.tag)] == stop.tag
+            assert all(t.loss_mask[start : start + len(stop.tag)])
+            assert all(lp < 0 and math.isfinite(lp) for lp in t.logprobs[start : start + len(stop.tag)])
+        else:  # the policy's own decision: search again, then answer
+            assert (t.n_searches, t.answer) == (2, "two")
+            assert t.queries == ["alpha river", "beta castle"]
+    assert stop.last == 2 and StopSteer(tok, n=8, share=0.25).last == 2
+
+
+def test_stop_after_two_forces_the_answer_only_after_the_second_documents(engine_parts):
+    tok = engine_parts[0]
+    stop = StopSteer(tok, n=2, share=0.5, after=2)
+    script = StopScript(tok, None)
+    closing = tok.encode(SAID, add_special_tokens=False) + stop.tag + tok.encode(f" one {ANSWER_CLOSE}", add_special_tokens=False)
+
+    def steer(row):
+        if (forced := stop(row)) is not None:
+            return forced
+        if stop.stops(row) and len(row.passages) == 2:
+            return closing[len(row.turn)] if len(row.turn) < len(closing) else None
+        return script(row)
+
+    trajs = _engine(engine_parts, None, n=2).rollout(["q"], steer=steer)
+    assert [(t.n_searches, t.answer) for t in trajs] == [(2, "one"), (2, "two")]
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["rollout.n_samples=4", "train.stop_share=0.1"], "train.stop_share"),
+    (["rollout.n_samples=4", "train.stop_share=0.5", "train.explore_share=0.75"], "train.stop_share"),
+    (["train.stop_share=1.5"], "train.stop_share"),
+]
+)
+def test_config_refuses_stops_that_cannot_happen(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, overrides)
+
+
+def test_stop_steer_arguments_are_checked(smollm_tokenizer):
+    with pytest.raises(ValueError, match="share"):
+        StopSteer(smollm_tokenizer, n=8, share=-0.1)
+    with pytest.raises(ValueError, match="after"):
+        StopSteer(smollm_tokenizer, n=8, share=0.5, after=0)
+
+
 @pytest.mark.parametrize("overrides, key", [
     (["rollout.n_samples=4", "train.explore_share=0.1"], "train.explore_share"),
     (["rollout.max_searches=2", "train.explore_share=0.5", "train.explore_searches=3"], "train.explore_searches"),
@@ -174,6 +251,21 @@ def test_training_logs_explored_and_natural_samples_apart(tmp_path, smollm_token
     assert rec["frac_explored"] == pytest.approx(0.5)
     assert rec["searches_explored"] == 2 and rec["searches_natural"] == 1
     assert rec["f1_explored"] == 0 and rec["f1_natural"] == 0  # "two" and "one" are not the gold answers
+    assert rec["searches_per_trajectory"] == pytest.approx(1.5)
+
+
+def test_training_logs_stopped_and_natural_samples_apart(tmp_path, smollm_tokenizer):
+    from tests.test_trainer_loop import write_tiny_run
+    from r1searcher.rl.trainer import train
+
+    d = write_tiny_run(tmp_path, smollm_tokenizer)
+    cfg = load_config(d / "tiny.yaml", ["train.max_steps=1", "train.stop_share=0.5", "rollout.n_samples=2",
+                                         "rollout.max_response_tokens=400", "rollout.max_new_tokens_per_turn=48"])
+    tok = smollm_tokenizer
+    run = train(cfg, tmp_path / "run", steer=StopScript(tok, StopSteer(tok, n=2, share=0.5)))
+    rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert rec["frac_stopped"] == pytest.approx(0.5) and "frac_explored" not in rec
+    assert rec["searches_stopped"] == 1 and rec["searches_natural"] == 2
     assert rec["searches_per_trajectory"] == pytest.approx(1.5)
 
 
