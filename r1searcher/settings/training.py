@@ -135,7 +135,8 @@ class TrainConfig(Section):
     stop_share: float = knob(0.0, "beyond the paper: this share of each group's samples (its first) is made to "
                              "close its thought after the first sentence that follows its first documents "
                              "(rollout/steer.py StopSteer; 0 = off): every group then compares answering after one "
-                             "search with searching on", ge=0, le=1)
+                             "search with searching on (on the demo the hop mix still set the policy's searches: "
+                             "BENCHMARKS.md)", ge=0, le=1)
     seed: int = knob(0, "seed of the data order and the model's new weights")
     save_every: int = knob(10, "checkpoint every N steps (and at the end)", ge=0)
     keep_last: int = knob(2, "checkpoints kept", ge=0)
