@@ -9,8 +9,8 @@ deterministic, without replacing any part of the engine.
 
 Training uses two steers, each only when asked: :class:`ExploreSteer` (``train.explore_share`` > 0),
 exploration at the search decision, and :class:`StopSteer` (``train.stop_share`` > 0), at the stop
-decision (the training loop passes it to its own rollout calls, so a
-held-out evaluation never explores).
+decision (the training loop passes them to its own rollout calls, so a held-out evaluation never
+explores).
 """
 
 from __future__ import annotations
