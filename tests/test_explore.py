@@ -237,17 +237,23 @@ def test_config_refuses_exploration_that_cannot_happen(overrides, key):
         load_config(None, overrides)
 
 
-def test_training_logs_explored_and_natural_samples_apart(tmp_path, smollm_tokenizer):
-    """The loop's rollouts explore (its steer asked before the test's script) and it logs both kinds."""
+def _one_step_log(tmp_path, tok, overrides, steer) -> dict:
+    """log.jsonl of one training step of the tiny run, its rollouts steered by ``steer``."""
     from tests.test_trainer_loop import write_tiny_run
     from r1searcher.rl.trainer import train
 
-    d = write_tiny_run(tmp_path, smollm_tokenizer)
-    cfg = load_config(d / "tiny.yaml", ["train.max_steps=1", "train.explore_share=0.5", "rollout.n_samples=2",
-                                         "rollout.max_response_tokens=400", "rollout.max_new_tokens_per_turn=48"])
+    d = write_tiny_run(tmp_path, tok)
+    cfg = load_config(d / "tiny.yaml", ["train.max_steps=1", "rollout.max_response_tokens=400",
+                                         "rollout.max_new_tokens_per_turn=48", *overrides])
+    run = train(cfg, tmp_path / "run", steer=steer)
+    return json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+
+
+def test_training_logs_explored_and_natural_samples_apart(tmp_path, smollm_tokenizer):
+    """The loop's rollouts explore (its steer asked before the test's script) and it logs both kinds."""
     tok = smollm_tokenizer
-    run = train(cfg, tmp_path / "run", steer=TurnScript(tok, ExploreSteer(tok, n=2, share=0.5)))
-    rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    rec = _one_step_log(tmp_path, tok, ["train.explore_share=0.5", "rollout.n_samples=2"],
+                        TurnScript(tok, ExploreSteer(tok, n=2, share=0.5)))
     assert rec["frac_explored"] == pytest.approx(0.5)
     assert rec["searches_explored"] == 2 and rec["searches_natural"] == 1
     assert rec["f1_explored"] == 0 and rec["f1_natural"] == 0  # "two" and "one" are not the gold answers
@@ -255,27 +261,14 @@ def test_training_logs_explored_and_natural_samples_apart(tmp_path, smollm_token
 
 
 def test_training_logs_stopped_and_natural_samples_apart(tmp_path, smollm_tokenizer):
-    from tests.test_trainer_loop import write_tiny_run
-    from r1searcher.rl.trainer import train
-
-    d = write_tiny_run(tmp_path, smollm_tokenizer)
-    cfg = load_config(d / "tiny.yaml", ["train.max_steps=1", "train.stop_share=0.5", "rollout.n_samples=2",
-                                         "rollout.max_response_tokens=400", "rollout.max_new_tokens_per_turn=48"])
     tok = smollm_tokenizer
-    run = train(cfg, tmp_path / "run", steer=StopScript(tok, StopSteer(tok, n=2, share=0.5)))
-    rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    rec = _one_step_log(tmp_path, tok, ["train.stop_share=0.5", "rollout.n_samples=2"],
+                        StopScript(tok, StopSteer(tok, n=2, share=0.5)))
     assert rec["frac_stopped"] == pytest.approx(0.5) and "frac_explored" not in rec
     assert rec["searches_stopped"] == 1 and rec["searches_natural"] == 2
     assert rec["searches_per_trajectory"] == pytest.approx(1.5)
 
 
 def test_without_exploration_the_log_has_no_explore_keys(tmp_path, smollm_tokenizer):
-    from tests.test_trainer_loop import write_tiny_run
-    from r1searcher.rl.trainer import train
-
-    d = write_tiny_run(tmp_path, smollm_tokenizer)
-    cfg = load_config(d / "tiny.yaml", ["train.max_steps=1", "rollout.max_response_tokens=400",
-                                         "rollout.max_new_tokens_per_turn=48"])
-    run = train(cfg, tmp_path / "run", steer=TurnScript(smollm_tokenizer, None))
-    rec = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    rec = _one_step_log(tmp_path, smollm_tokenizer, [], TurnScript(smollm_tokenizer, None))
     assert "frac_explored" not in rec and rec["searches_per_trajectory"] == 1
