@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -192,10 +194,10 @@ def _add_micro_batch_stats(stats: dict[str, float], loss, ent, old_minus_new, mb
 
 
 def rollout_sums(trajs: list[Trajectory], rewards: list[float], breakdowns: list[dict], answers: list[list[str]],
-                 arm=None) -> dict:
+                 arm: Callable[[int], str] | None = None) -> dict:
     """Sums over this rank's trajectories of everything logged per step (reduced over ranks later).
     ``arm``: sample index → "explored" (``train.explore_share``), "stopped" (``train.stop_share``) or
-    "natural"; with it, each arm's F1 and searches are also summed apart."""
+    "natural" (``rollout/steer.arm``); with it, each arm's F1 and searches are also summed apart."""
     from r1searcher.eval.metrics import max_cover_exact_match, max_exact_match, max_f1_score
 
     s: dict[str, float] = {"n": len(trajs), "reward_sum": sum(rewards), "reward_sq": sum(r * r for r in rewards)}
@@ -325,7 +327,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
     engine (``rollout/steer.py``), e.g. to make a tiny random model search.
     """
-    from r1searcher.rollout.steer import ExploreSteer, StopSteer, chain
+    from r1searcher.rollout.steer import ExploreSteer, StopSteer, arm, chain
 
     run = Run.open(cfg, out, resume=resume, last_intact=last_intact, steer=steer)
     t, par, model = cfg.train, run.par, run.model
@@ -334,8 +336,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     stopper = StopSteer(run.tokenizer, cfg.rollout.n_samples, t.stop_share) if t.stop_share > 0 else None
     # the training rollouts only, never the held-out slice
     explore = chain(stopper, explorer, steer) if explorer or stopper else None
-    arm = ((lambda i: "explored" if explorer and i >= explorer.first else "stopped" if stopper and i < stopper.last
-            else "natural") if explorer or stopper else None)
+    arm_of = partial(arm, explorer=explorer, stopper=stopper) if explorer or stopper else None
     temperature, kl_on = cfg.rollout.temperature, t.kl_coef > 0
     for step in range(run.start, t.max_steps):
         if step == run.start and not run.first_step_fits():  # a resume: does its first step fit in what is left?
@@ -345,7 +346,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         # batches of questions until enough groups carry signal (DAPO's dynamic sampling)
         recs, trajs, rewards, sums, times, dropped, cut, rounds = [], [], torch.zeros(0), {}, {}, 0, 0, 0
         while True:
-            b = sample_round(run, cfg, step, rounds, explore, arm, offset=len(recs))
+            b = sample_round(run, cfg, step, rounds, explore, arm_of, offset=len(recs))
             recs, trajs, rewards = recs + b["recs"], trajs + b["trajs"], torch.cat([rewards, b["rewards"]])
             sums = {k: sums.get(k, 0.0) + b["sums"].get(k, 0.0) for k in sums.keys() | b["sums"].keys()}
             times = {k: times.get(k, 0.0) + v for k, v in b["times"].items()}

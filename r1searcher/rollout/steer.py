@@ -93,7 +93,11 @@ class ExploreSteer:
         self.at = at
 
     def explores(self, row: RowState) -> bool:
-        return row.sample >= self.first
+        return self.takes(row.sample)
+
+    def takes(self, sample: int) -> bool:
+        """A group's ``sample``-th sample is in this arm."""
+        return sample >= self.first
 
     def __call__(self, row: RowState) -> int | None:
         if not self.explores(row) or not 1 <= len(row.passages) < self.min_searches:
@@ -151,12 +155,26 @@ class StopSteer:
         self.after = after
 
     def stops(self, row: RowState) -> bool:
-        return row.sample < self.last
+        return self.takes(row.sample)
+
+    def takes(self, sample: int) -> bool:
+        """A group's ``sample``-th sample is in this arm."""
+        return sample < self.last
 
     def __call__(self, row: RowState) -> int | None:
         if not self.stops(row) or len(row.passages) != self.after:
             return None
         return _go_on(self.tag, row.turn, self.tokenizer)
+
+
+def arm(sample: int, explorer: ExploreSteer | None, stopper: StopSteer | None) -> str:
+    """The arm a group's ``sample``-th sample is in: "explored", "stopped" or "natural" (the policy's
+    own decisions); the training log sums F1 and searches per arm."""
+    if explorer is not None and explorer.takes(sample):
+        return "explored"
+    if stopper is not None and stopper.takes(sample):
+        return "stopped"
+    return "natural"
 
 
 def chain(*steers: Steer | None) -> Steer | None:
