@@ -150,19 +150,20 @@ def test_steer_arguments_are_checked(smollm_tokenizer):
 
 
 class StopScript:
-    """Every turn after the first documents states what it read (``SAID``) and searches again; a
-    row whose turn was closed by ``stop`` writes the answer "one" after the forced tags."""
+    """Every turn after documents states what it read (``SAID``) and searches again, up to ``searches``
+    searches; a row whose turn was closed by ``stop`` writes the answer "one" after the forced tags."""
 
-    def __init__(self, tokenizer, stop: StopSteer | None):
+    def __init__(self, tokenizer, stop: StopSteer | None, searches: int = 2):
         enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
         self.stop = stop
-        self.turns = [enc(TURNS[0]), enc(SAID) + enc(f" {QUERY_OPEN}") + enc(AFTER_TAG), enc(TURNS[2])]
+        again = enc(SAID) + enc(f" {QUERY_OPEN}") + enc(AFTER_TAG)
+        self.turns = [enc(TURNS[0]), *[again] * (searches - 1), enc(TURNS[2])]
         self.stopped = enc(SAID) + stop.tag + enc(f" one {ANSWER_CLOSE}") if stop else None
 
     def __call__(self, row):
         if self.stop is not None and (forced := self.stop(row)) is not None:
             return forced
-        if self.stop is not None and self.stop.stops(row) and len(row.passages) == 1:
+        if self.stop is not None and self.stop.stops(row) and len(row.passages) == self.stop.after:
             script = self.stopped
         else:
             script = self.turns[min(len(row.passages), len(self.turns) - 1)]
@@ -212,6 +213,8 @@ def test_stop_after_two_forces_the_answer_only_after_the_second_documents(engine
     (["rollout.n_samples=4", "train.stop_share=0.1"], "train.stop_share"),
     (["rollout.n_samples=4", "train.stop_share=0.5", "train.explore_share=0.75"], "train.stop_share"),
     (["train.stop_share=1.5"], "train.stop_share"),
+    (["rollout.max_searches=2", "train.stop_share=0.25", "train.stop_after=3"], "train.stop_after"),
+    (["train.stop_after=0"], "train.stop_after"),
 ]
 )
 def test_config_refuses_stops_that_cannot_happen(overrides, key):
@@ -267,6 +270,15 @@ def test_training_logs_stopped_and_natural_samples_apart(tmp_path, smollm_tokeni
     assert rec["frac_stopped"] == pytest.approx(0.5) and "frac_explored" not in rec
     assert rec["searches_stopped"] == 1 and rec["searches_natural"] == 2
     assert rec["searches_per_trajectory"] == pytest.approx(1.5)
+
+
+def test_training_stops_after_the_configured_search(tmp_path, smollm_tokenizer):
+    """``train.stop_after=2``: the loop's stopping samples answer after their second documents."""
+    tok = smollm_tokenizer
+    rec = _one_step_log(tmp_path, tok, ["train.stop_share=0.5", "train.stop_after=2", "rollout.n_samples=2",
+                                        "rollout.max_searches=3"],
+                        StopScript(tok, StopSteer(tok, n=2, share=0.5, after=2), searches=3))
+    assert rec["searches_stopped"] == 2 and rec["searches_natural"] == 3
 
 
 def test_without_exploration_the_log_has_no_explore_keys(tmp_path, smollm_tokenizer):

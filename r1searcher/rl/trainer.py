@@ -333,7 +333,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     t, par, model = cfg.train, run.par, run.model
     explorer = (ExploreSteer(run.tokenizer, cfg.rollout.n_samples, t.explore_share, t.explore_searches, t.explore_at)
                 if t.explore_share > 0 else None)
-    stopper = StopSteer(run.tokenizer, cfg.rollout.n_samples, t.stop_share) if t.stop_share > 0 else None
+    stopper = StopSteer(run.tokenizer, cfg.rollout.n_samples, t.stop_share, t.stop_after) if t.stop_share > 0 else None
     # the training rollouts only, never the held-out slice
     explore = chain(stopper, explorer, steer) if explorer or stopper else None
     arm_of = partial(arm, explorer=explorer, stopper=stopper) if explorer or stopper else None

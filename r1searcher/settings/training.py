@@ -137,6 +137,8 @@ class TrainConfig(Section):
                              "(rollout/steer.py StopSteer; 0 = off): every group then compares answering after one "
                              "search with searching on (on the demo the hop mix still set the policy's searches: "
                              "BENCHMARKS.md)", ge=0, le=1)
+    stop_after: int = knob(1, "with stop_share: the searches after whose documents a stopping sample closes its "
+                           "thought (2: every group compares answering after two searches with searching on)", ge=1)
     seed: int = knob(0, "seed of the data order and the model's new weights")
     save_every: int = knob(10, "checkpoint every N steps (and at the end)", ge=0)
     keep_last: int = knob(2, "checkpoints kept", ge=0)

@@ -66,6 +66,8 @@ def _checks(cfg: Any) -> list[tuple[bool, str]]:
          f"train.explore_searches: {t.explore_searches} is more than rollout.max_searches={r.max_searches}"),
         (t.stop_share > 0 and round(t.stop_share * r.n_samples) == 0,
          f"train.stop_share: {t.stop_share} of rollout.n_samples={r.n_samples} rounds to no sample"),
+        (t.stop_share > 0 and t.stop_after > r.max_searches,
+         f"train.stop_after: {t.stop_after} is more than rollout.max_searches={r.max_searches}"),
         (round(t.stop_share * r.n_samples) + round(t.explore_share * r.n_samples) > r.n_samples,
          f"train.stop_share: {t.stop_share} and train.explore_share={t.explore_share} together take more than "
          f"rollout.n_samples={r.n_samples} samples (stops are a group's first samples, explorers its last)"),
