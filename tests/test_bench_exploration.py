@@ -41,6 +41,20 @@ def test_arm_stats_split_the_exploring_arm_from_the_natural_one():
 
     # two groups of 4, samples 2-3 explore; group 0: only an explorer is right; group 1: a natural one is
     f1s = [0.0, 0.0, 1.0, 0.0, 0.5, 0.0, 0.5, 0.0]
-    s = arm_stats(f1s, [0, 1, 2, 3] * 2, explore_from=2, n=4)
-    assert s == {"f1_explored": 0.375, "f1_natural": 0.125, "explore_wins": 0.5}
-    assert arm_stats(f1s, [0, 1, 2, 3] * 2, explore_from=None, n=4)["f1_explored"] is None
+    arm_of = lambda i: "explored" if i >= 2 else "natural"  # noqa: E731
+    s = arm_stats(f1s, [0, 1, 2, 3] * 2, arm_of, n=4)
+    assert s == {"f1_explored": 0.375, "f1_stopped": None, "f1_natural": 0.125, "explore_wins": 0.5,
+                 "stop_wins": None}
+    assert arm_stats(f1s, [0, 1, 2, 3] * 2, None, n=4)["f1_explored"] is None
+
+
+def test_arm_stats_count_the_stopping_arm_apart():
+    from r1searcher.benchmarks.exploration import arm_stats
+
+    # groups of 4: sample 0 stops, 3 explores, 1-2 natural; group 0: the stop alone is best; group 1: a
+    # tie between the stop and a natural sample is no win; group 2: the explorer alone is best
+    f1s = [1.0, 0.0, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    arm_of = lambda i: "stopped" if i == 0 else "explored" if i == 3 else "natural"  # noqa: E731
+    s = arm_stats(f1s, [0, 1, 2, 3] * 3, arm_of, n=4)
+    assert s["stop_wins"] == 1 / 3 and s["explore_wins"] == 1 / 3
+    assert s["f1_stopped"] == 0.5 and s["f1_explored"] == 1 / 3 and s["f1_natural"] == 1 / 6

@@ -18,9 +18,11 @@ as it is), and prints per setting, from the same questions and seed:
 - ``closed``: share of samples with a well-formed answer (no format penalty), and ``closed_1`` /
   ``closed_2`` the same among 1-search and ≥2-search samples (the penalty is 2, F1 at most 1: a
   setting whose 2-search samples break the format more often teaches "search once");
-- ``f1_explored`` / ``f1_natural`` (with ``train.explore_share`` in a setting): mean F1 of the
-  exploring arm (made to search again, ``rollout/steer.ExploreSteer``) and of the samples that decide
-  alone, and ``explore_wins``: share of groups whose best F1 is in the exploring arm only;
+- ``f1_explored`` / ``f1_stopped`` / ``f1_natural`` (with ``train.explore_share`` or
+  ``train.stop_share`` in a setting): mean F1 of the exploring arm (made to search again,
+  ``rollout/steer.ExploreSteer``), of the stopping arm (made to answer after ``train.stop_after``
+  searches, ``StopSteer``) and of the samples that decide alone; ``explore_wins`` / ``stop_wins``:
+  share of groups whose best F1 is in that arm only;
 - wall seconds.
 
 Rollouts only (no update): minutes per setting on a CPU, so recipe choices about exploration are
@@ -32,6 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 HELP = "stage-2 learning signal at step 0 per rollout setting (groups with signal, 2-search wins, F1 by searches)"
@@ -84,22 +88,31 @@ def group_stats(rewards: list[float], searches: list[int], f1s: list[float], clo
     }
 
 
-def arm_stats(f1s: list[float], samples: list[int], explore_from: int | None, n: int) -> dict:
-    """With exploration (samples ``explore_from``.. of each group of ``n`` explore): mean F1 of each
-    arm, and the share of groups whose best F1 is reached only in the exploring arm (pure)."""
-    if explore_from is None:
-        return {"f1_explored": None, "f1_natural": None, "explore_wins": None}
-    arms = {True: [], False: []}
-    wins = 0
+def arm_stats(f1s: list[float], samples: list[int], arm_of: Callable[[int], str] | None, n: int) -> dict:
+    """With forced arms (``arm_of``: sample index → "explored", "stopped" or "natural",
+    ``rollout/steer.arm``): mean F1 of each arm (None where no sample is in it), and per forced arm the
+    share of groups of ``n`` whose best F1 is reached only in that arm (``explore_wins``,
+    ``stop_wins``). Pure."""
+    out: dict = {"f1_explored": None, "f1_stopped": None, "f1_natural": None, "explore_wins": None, "stop_wins": None}
+    if arm_of is None:
+        return out
+    arms: dict[str, list[float]] = {}
+    wins = {"explored": 0, "stopped": 0}
     for g in range(0, len(f1s), n):
         idx = range(g, min(g + n, len(f1s)))
-        best = {a: max((f1s[i] for i in idx if (samples[i] >= explore_from) == a), default=0.0) for a in (True, False)}
-        wins += best[True] > best[False]
+        for a in wins:
+            mine = [f1s[i] for i in idx if arm_of(samples[i]) == a]
+            rest = [f1s[i] for i in idx if arm_of(samples[i]) != a]
+            wins[a] += bool(mine) and max(mine) > max(rest, default=0.0)
         for i in idx:
-            arms[samples[i] >= explore_from].append(f1s[i])
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    return {"f1_explored": mean(arms[True]), "f1_natural": mean(arms[False]),
-            "explore_wins": wins / max(1, -(-len(f1s) // n))}
+            arms.setdefault(arm_of(samples[i]), []).append(f1s[i])
+    groups = max(1, -(-len(f1s) // n))
+    for a, key in (("explored", "explore_wins"), ("stopped", "stop_wins")):
+        if a in arms:
+            out[key] = wins[a] / groups
+    for a, xs in arms.items():
+        out[f"f1_{a}"] = sum(xs) / len(xs)
+    return out
 
 
 def _save(path: Path, variant: str, trajs, rewards: list[float], qs, n: int) -> None:
@@ -125,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.rl.rewards import answer_found, compute_reward
     from r1searcher.rollout.engine import RolloutEngine
-    from r1searcher.rollout.steer import ExploreSteer
+    from r1searcher.rollout.steer import ExploreSteer, StopSteer, arm, chain
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,8 +154,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(base, overrides)  # a new config
         engine = RolloutEngine(model, tok, index, cfg.rollout, cfg.retrieval)
         t = cfg.train
-        explore = (ExploreSteer(tok, args.n, t.explore_share, t.explore_searches, t.explore_at)
-                   if t.explore_share > 0 else None)
+        explorer = (ExploreSteer(tok, args.n, t.explore_share, t.explore_searches, t.explore_at)
+                    if t.explore_share > 0 else None)
+        stopper = StopSteer(tok, args.n, t.stop_share, t.stop_after) if t.stop_share > 0 else None
+        explore = chain(stopper, explorer)  # as the trainer asks them
+        arm_of = partial(arm, explorer=explorer, stopper=stopper) if explorer or stopper else None
         t0 = time.perf_counter()
         trajs = engine.rollout([q.question for q in qs], n=args.n, seed=args.seed, steer=explore)
         wall = time.perf_counter() - t0
@@ -155,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             closed.append(not info.get("reasons"))
             found.append(answer_found(tr, qs[i // args.n].answers))
         results[variant] = {**group_stats(rewards, searches, f1s, closed, args.n, found),
-                            **arm_stats(f1s, [tr.sample for tr in trajs], explore.first if explore else None, args.n),
+                            **arm_stats(f1s, [tr.sample for tr in trajs], arm_of, args.n),
                             "wall_s": round(wall, 1)}
         if args.save:
             _save(Path(args.save) / f"samples-{len(results)}.jsonl", variant, trajs, rewards, qs, args.n)
@@ -168,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {report['machine']}")
     print(f"{args.model}, seed {args.seed}, {len(qs)} {args.hops}-hop training questions x {args.n} samples")
     cols = ["signal", "f1_signal", "found_signal", "found", "two_search_wins", "searches", "two_plus", "f1", "f1_1", "f1_2", "closed", "closed_1", "closed_2",
-            "f1_explored", "f1_natural", "explore_wins", "wall_s"]
+            "f1_explored", "f1_stopped", "f1_natural", "explore_wins", "stop_wins", "wall_s"]
     print("setting | " + " | ".join(cols))
     for v, r in results.items():
         print(f"{v} | " + " | ".join("-" if r[c] is None else f"{r[c]:.3g}" for c in cols))
