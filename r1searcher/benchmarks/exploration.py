@@ -35,7 +35,6 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 HELP = "stage-2 learning signal at step 0 per rollout setting (groups with signal, 2-search wins, F1 by searches)"
@@ -96,16 +95,17 @@ def arm_stats(f1s: list[float], samples: list[int], arm_of: Callable[[int], str]
     out: dict = {"f1_explored": None, "f1_stopped": None, "f1_natural": None, "explore_wins": None, "stop_wins": None}
     if arm_of is None:
         return out
+    label = [arm_of(s) for s in samples]
     arms: dict[str, list[float]] = {}
     wins = {"explored": 0, "stopped": 0}
     for g in range(0, len(f1s), n):
         idx = range(g, min(g + n, len(f1s)))
         for a in wins:
-            mine = [f1s[i] for i in idx if arm_of(samples[i]) == a]
-            rest = [f1s[i] for i in idx if arm_of(samples[i]) != a]
+            mine = [f1s[i] for i in idx if label[i] == a]
+            rest = [f1s[i] for i in idx if label[i] != a]
             wins[a] += bool(mine) and max(mine) > max(rest, default=0.0)
         for i in idx:
-            arms.setdefault(arm_of(samples[i]), []).append(f1s[i])
+            arms.setdefault(label[i], []).append(f1s[i])
     groups = max(1, -(-len(f1s) // n))
     for a, key in (("explored", "explore_wins"), ("stopped", "stop_wins")):
         if a in arms:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from r1searcher.retrieval.bm25 import BM25Index
     from r1searcher.rl.rewards import answer_found, compute_reward
     from r1searcher.rollout.engine import RolloutEngine
-    from r1searcher.rollout.steer import ExploreSteer, StopSteer, arm, chain
+    from r1searcher.rollout.steer import training_arms
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,12 +153,7 @@ def run(args: argparse.Namespace) -> int:
         overrides = [] if variant == "base" else [o.strip() for o in variant.split(",") if o.strip()]
         cfg = apply_overrides(base, overrides)  # a new config
         engine = RolloutEngine(model, tok, index, cfg.rollout, cfg.retrieval)
-        t = cfg.train
-        explorer = (ExploreSteer(tok, args.n, t.explore_share, t.explore_searches, t.explore_at)
-                    if t.explore_share > 0 else None)
-        stopper = StopSteer(tok, args.n, t.stop_share, t.stop_after) if t.stop_share > 0 else None
-        explore = chain(stopper, explorer)  # as the trainer asks them
-        arm_of = partial(arm, explorer=explorer, stopper=stopper) if explorer or stopper else None
+        explore, arm_of = training_arms(tok, args.n, cfg.train)  # as the trainer forces and labels them
         t0 = time.perf_counter()
         trajs = engine.rollout([q.question for q in qs], n=args.n, seed=args.seed, steer=explore)
         wall = time.perf_counter() - t0

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -327,16 +326,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
     ``steer`` (tests and benchmarks only) forces chosen policy tokens through the real rollout
     engine (``rollout/steer.py``), e.g. to make a tiny random model search.
     """
-    from r1searcher.rollout.steer import ExploreSteer, StopSteer, arm, chain
+    from r1searcher.rollout.steer import training_arms
 
     run = Run.open(cfg, out, resume=resume, last_intact=last_intact, steer=steer)
     t, par, model = cfg.train, run.par, run.model
-    explorer = (ExploreSteer(run.tokenizer, cfg.rollout.n_samples, t.explore_share, t.explore_searches, t.explore_at)
-                if t.explore_share > 0 else None)
-    stopper = StopSteer(run.tokenizer, cfg.rollout.n_samples, t.stop_share, t.stop_after) if t.stop_share > 0 else None
     # the training rollouts only, never the held-out slice
-    explore = chain(stopper, explorer, steer) if explorer or stopper else None
-    arm_of = partial(arm, explorer=explorer, stopper=stopper) if explorer or stopper else None
+    explore, arm_of = training_arms(run.tokenizer, cfg.rollout.n_samples, t, steer)
     temperature, kl_on = cfg.rollout.temperature, t.kl_coef > 0
     for step in range(run.start, t.max_steps):
         if step == run.start and not run.first_step_fits():  # a resume: does its first step fit in what is left?

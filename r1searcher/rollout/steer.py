@@ -16,6 +16,7 @@ explores).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Protocol
 
 from r1searcher.rollout.row import RowState
@@ -175,6 +176,19 @@ def arm(sample: int, explorer: ExploreSteer | None, stopper: StopSteer | None) -
     if stopper is not None and stopper.takes(sample):
         return "stopped"
     return "natural"
+
+
+def training_arms(tokenizer, n: int, t, *extra: Steer | None) -> tuple[Steer | None, Callable[[int], str] | None]:
+    """The forced arms ``t`` (a ``TrainConfig``) asks for in groups of ``n``: one steer that asks the
+    stopper, then the explorer, then ``extra`` (tests' scripts), and sample index → arm
+    (:func:`arm`); ``(None, None)`` when neither arm is on. The trainer and ``bench exploration``
+    build them here, so both force and label the same samples."""
+    explorer = (ExploreSteer(tokenizer, n, t.explore_share, t.explore_searches, t.explore_at)
+                if t.explore_share > 0 else None)
+    stopper = StopSteer(tokenizer, n, t.stop_share, t.stop_after) if t.stop_share > 0 else None
+    if explorer is None and stopper is None:
+        return None, None
+    return chain(stopper, explorer, *extra), partial(arm, explorer=explorer, stopper=stopper)
 
 
 def chain(*steers: Steer | None) -> Steer | None:

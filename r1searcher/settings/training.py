@@ -133,7 +133,7 @@ class TrainConfig(Section):
     explore_at: str = knob("turn", "with explore_share: open the extra query at the start of the turn after the "
                            "documents, or after that turn's first sentence", choices=("turn", "sentence"))
     stop_share: float = knob(0.0, "beyond the paper: this share of each group's samples (its first) is made to "
-                             "close its thought after the first sentence that follows its first documents "
+                             "close its thought after the first sentence that follows its stop_after-th documents "
                              "(rollout/steer.py StopSteer; 0 = off): every group then compares answering after one "
                              "search with searching on (on the demo the hop mix still set the policy's searches: "
                              "BENCHMARKS.md)", ge=0, le=1)
