@@ -37,6 +37,7 @@ from r1searcher.rl.advantages import get_estimator, uniform_groups
 from r1searcher.rl.logprobs import batched_logprobs, collate, micro_batches, token_logprobs
 from r1searcher.rl.losses import kl_estimate, rl_loss
 from r1searcher.rl.parallel import Parallel
+from r1searcher.rl.protect import protect_advantages, protect_mask
 from r1searcher.rl.run import Run
 from r1searcher.rollout.trajectory import STOP_REASONS, Trajectory
 
@@ -122,11 +123,12 @@ def update_signal(breakdowns: list[dict], t: TrainConfig, stage: int) -> torch.T
 
 def policy_update(
     model, optimizer, trajs: list[Trajectory], rewards: torch.Tensor, t: TrainConfig, *, pad_id: int,
-    temperature: float, ref_logp: torch.Tensor | None = None, par: Parallel,
+    temperature: float, ref_logp: torch.Tensor | None = None, par: Parallel, tokenizer=None,
 ) -> dict[str, float]:
     """Advantages, then forward/backward over micro-batches, gradient sum over ranks, clip, step.
 
-    ``trajs`` are this rank's (whole groups); ``rewards`` [B]; ``ref_logp`` [B, T] or None. The loss
+    ``trajs`` are this rank's (whole groups); ``rewards`` [B]; ``ref_logp`` [B, T] or None;
+    ``tokenizer`` finds the query tags ``train.protect_tags`` keeps from negative advantages. The loss
     denominators are global, so the summed gradient equals one process doing the whole batch.
     Returns sums (not means) of statistics for exact reduction over ranks.
     """
@@ -147,6 +149,12 @@ def policy_update(
     group = torch.tensor([x.group for x in trajs], dtype=torch.long)
     adv, _ = get_estimator(t.algo)(rewards.float(), group, full.valid, full.loss_mask,
                                    kl if t.kl_in_reward else None, t.kl_coef, allreduce=par.reduce_tensor)
+    if t.protect_tags and trajs:
+        if tokenizer is None:
+            raise ValueError("train.protect_tags needs the tokenizer to find the query tags")
+        protect = protect_mask(tokenizer, trajs, adv.shape[1])
+        stats["protected_neg"] = float((protect & (adv < 0)).sum())  # tag tokens whose push-down was held back
+        adv = protect_advantages(adv, protect)
     counts = par.reduce_tensor(torch.tensor([float(len(trajs)), float((full.valid & full.loss_mask).sum())]))
     denom = max(float(counts[0] if t.loss_agg == "seq-mean-token-mean" else counts[1]), 1.0)
     model.train()
@@ -268,6 +276,7 @@ def step_record(step: int, s: dict, upd: dict, times: dict, lr: float, groups_dr
         "grad_norm": upd.get("grad_norm", 0.0),
         "clip_frac": upd.get("clipped_sum", 0.0) / toks if trained else None,
         "lr": lr,
+        **({"protected_tag_tokens": int(upd["protected_neg"])} if "protected_neg" in upd else {}),
     }
     gen_tokens = s.get("response_len", 0.0)
     rec["tokens_per_s"] = gen_tokens / max(times["seconds"], 1e-9)
@@ -358,7 +367,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: bool = False, stee
         times["sec_reference"] = time.perf_counter() - t2
         # 6. advantages + micro-batched update + optimizer step
         upd = policy_update(model, run.optimizer, trajs, rewards, t, pad_id=run.pad_id, temperature=temperature,
-                            ref_logp=ref_logp, par=par)
+                            ref_logp=ref_logp, par=par, tokenizer=run.tokenizer)
         lr = run.step_lr(time.perf_counter() - t0)
         grad_norm, times["sec_fwd_bwd"] = upd.pop("grad_norm"), upd.pop("sec_fwd_bwd")
         # 7. the step's record (statistics summed over ranks)

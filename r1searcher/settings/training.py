@@ -126,6 +126,10 @@ class TrainConfig(Section):
     drop_truncated: bool = knob(False, "beyond the paper (DAPO's overlong filtering): leave trajectories cut by the "
                                 "length caps (stop reason length) out of the update instead of giving them the format "
                                 "penalty; log.jsonl length_cut_dropped counts them")
+    protect_tags: bool = knob(False, "beyond the paper: the tokens of the query tags (<|begin_of_query|>, "
+                              "<|end_of_query|>) keep positive advantages and get 0 for negative ones, so a penalised "
+                              "sample that searched often cannot unlearn their spelling (rl/protect.py; BENCHMARKS.md, "
+                              "\"Query tags that stay spelt\")")
     explore_share: float = knob(0.0, "beyond the paper: this share of each group's samples is made to open another "
                                 "query after each of its first explore_searches − 1 searches (rollout/steer.py "
                                 "ExploreSteer; 0 = off; on the demo it lowered held-out F1: BENCHMARKS.md)", ge=0, le=1)
