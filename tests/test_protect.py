@@ -34,9 +34,15 @@ def test_protect_advantages_zeroes_only_negative_protected_entries():
     assert out.tolist() == [[0.0, -1.0, 2.0, 0.5], [3.0, 0.0, -2.0, 0.0]]
 
 
+def _spelling(tok, tag):
+    """The tag without its first token: what protection covers of ``<|begin_of_query|>``."""
+    first = tok.decode(_enc(tok, tag)[:1])
+    return tag[len(first):]
+
+
 def test_the_policy_written_query_tags_are_found_and_the_documents_left_alone(smollm_tokenizer):
-    """Both tags of each search, in every spelling position, and not the tag quoted inside an
-    inserted document block (mask 0) nor the answer's words."""
+    """Both tags of each search, all but the token that opens the query (the decision to search),
+    and not the tag quoted inside an inserted document block (mask 0) nor the answer's words."""
     tok = smollm_tokenizer
     policy1 = _enc(tok, f" I need the city. {QUERY_OPEN} alpha river {QUERY_CLOSE}")
     docs = _enc(tok, f"\n\n{DOCS_OPEN}\n(1) a {QUERY_OPEN} b\n{DOCS_CLOSE}\n\n")
@@ -45,7 +51,10 @@ def test_the_policy_written_query_tags_are_found_and_the_documents_left_alone(sm
     mask = [1] * len(policy1) + [0] * len(docs) + [1] * len(policy2)
     pos = tag_positions(tok, ids, mask)
     assert all(mask[p] for p in pos)
-    assert _words(tok, ids, pos).replace(" ", "") == (QUERY_OPEN + QUERY_CLOSE) * 2
+    assert _words(tok, ids, pos).replace(" ", "") == (_spelling(tok, QUERY_OPEN) + QUERY_CLOSE) * 2
+    everything = tag_positions(tok, ids, mask, tags={QUERY_OPEN: False, QUERY_CLOSE: False})
+    assert _words(tok, ids, everything).replace(" ", "") == (QUERY_OPEN + QUERY_CLOSE) * 2
+    assert len(everything) == len(pos) + 2  # the two decisions to search
     text, spans = token_spans(tok, ids)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
@@ -58,7 +67,7 @@ def test_spans_are_right_when_tokens_split_a_character(smollm_tokenizer):
     ids = _enc(tok, text)
     assert "".join(tok.decode([i]) for i in ids) != tok.decode(ids)  # the slow path is taken
     pos = tag_positions(tok, ids, [1] * len(ids))
-    assert _words(tok, ids, pos).replace(" ", "") == QUERY_OPEN + QUERY_CLOSE
+    assert _words(tok, ids, pos).replace(" ", "") == _spelling(tok, QUERY_OPEN) + QUERY_CLOSE
 
 
 def test_a_tokenizer_that_does_not_decode_to_its_text_still_finds_the_tags(bert_tokenizer):
@@ -67,7 +76,7 @@ def test_a_tokenizer_that_does_not_decode_to_its_text_still_finds_the_tags(bert_
     tok = bert_tokenizer
     ids = _enc(tok, f"find {QUERY_OPEN} alpha {QUERY_CLOSE} done")
     pos = tag_positions(tok, ids, [1] * len(ids))
-    want = len(_enc(tok, QUERY_OPEN)) + len(_enc(tok, QUERY_CLOSE))
+    want = len(_enc(tok, QUERY_OPEN)) - 1 + len(_enc(tok, QUERY_CLOSE))
     assert len(pos) == want and _enc(tok, "alpha")[0] not in [ids[p] for p in pos]
 
 

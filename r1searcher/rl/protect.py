@@ -8,9 +8,10 @@ three times, while the group's answered samples push them up once or twice. On t
 (seed 0, BENCHMARKS.md "Stopping after the second search") one such step made the policy write
 ``</begin_of_query|>``: nothing was retrieved again, every group was uniform, and held-out F1 fell
 to 0. With protection, a tag token keeps its advantage when positive and gets 0 when negative:
-the tags are syntax, learned up and never unlearned; what to search, and whether, is still
-trained through the thought and query tokens around them (and through the positive samples that
-answered instead).
+the tags are syntax, learned up and never unlearned. The query's first token is left out: it is the
+decision to search, and protecting it too (every tag token, seed 0 again) took away the only push
+against searching on: length cuts rose to half the samples and the held-out slice fell. What to
+search is still trained through the query's words.
 
 Pure functions: :func:`token_spans` and :func:`tag_positions` on token ids and text,
 :func:`protect_advantages` on tensors.
@@ -25,8 +26,11 @@ import torch
 from r1searcher.rollout.stops import decode
 from r1searcher.rollout.tags import QUERY_CLOSE, QUERY_OPEN
 
-#: The strings whose tokens are protected: the two the rollout engine parses to search.
-PROTECTED_TAGS = (QUERY_OPEN, QUERY_CLOSE)
+#: The strings whose tokens are protected (the two the rollout engine parses to search), each with
+#: whether its first token stays trainable: the token that opens a query is the decision to search,
+#: and a sample cut after a third search must still push it down; the rest of that tag is spelling,
+#: and ``<|end_of_query|>`` (which only closes what was opened) is spelling from its first token.
+PROTECTED_TAGS: dict[str, bool] = {QUERY_OPEN: True, QUERY_CLOSE: False}
 
 
 def token_spans(tokenizer, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
@@ -55,29 +59,32 @@ def token_spans(tokenizer, ids: Sequence[int]) -> tuple[str, list[tuple[int, int
 
 
 def tag_positions(tokenizer, ids: Sequence[int], loss_mask: Sequence[int],
-                  tags: Sequence[str] = PROTECTED_TAGS) -> list[int]:
-    """Response positions of the policy tokens (``loss_mask`` 1) that overlap a written tag.
+                  tags: dict[str, bool] | None = None) -> list[int]:
+    """Response positions of the policy tokens (``loss_mask`` 1) that spell a written tag.
 
-    ids, loss_mask: one trajectory's response tokens and mask -> sorted positions. A token that
-    holds a tag's last character and more (Qwen's ``>\\n\\n``) is included. Tags are found in the
-    decoded text and, for tokenizers that do not decode to what they encoded (WordPiece), as their
-    own token ids (as ``rollout/stops.py`` finds the stop strings).
+    ids, loss_mask: one trajectory's response tokens and mask -> sorted positions. ``tags`` maps
+    each tag to whether its first token (the one holding its first character) is left out
+    (default :data:`PROTECTED_TAGS`). A token that holds a tag's last character and more (Qwen's
+    ``>\\n\\n``) is included. Tags are found in the decoded text and, for tokenizers that do not
+    decode to what they encoded (WordPiece), as their own token ids (as ``rollout/stops.py`` finds
+    the stop strings).
     """
     ids = list(ids)
     text, spans = token_spans(tokenizer, ids)
     hit = [False] * len(ids)
-    for tag in tags:
+    for tag, skip_first in (PROTECTED_TAGS if tags is None else tags).items():
         at = text.find(tag)
         while at >= 0:
             end = at + len(tag)
             for i, (s, e) in enumerate(spans):
-                if s < end and e > at:
+                if s < end and e > at and not (skip_first and s <= at < e):
                     hit[i] = True
             at = text.find(tag, end)
         seq = list(tokenizer.encode(tag, add_special_tokens=False))  # decoders that do not give the text back
         for i in range(len(ids) - len(seq) + 1):
             if seq and ids[i : i + len(seq)] == seq:
-                hit[i : i + len(seq)] = [True] * len(seq)
+                first = i + 1 if skip_first else i
+                hit[first : i + len(seq)] = [True] * (i + len(seq) - first)
     return [i for i, h in enumerate(hit) if h and loss_mask[i]]
 
 
