@@ -163,7 +163,7 @@ class StopScript:
     def __call__(self, row):
         if self.stop is not None and (forced := self.stop(row)) is not None:
             return forced
-        if self.stop is not None and self.stop.stops(row) and len(row.passages) == self.stop.after:
+        if self.stop is not None and self.stop.stops(row) and len(row.passages) == self.stop.after_for(row.sample):
             script = self.stopped
         else:
             script = self.turns[min(len(row.passages), len(self.turns) - 1)]
@@ -207,6 +207,16 @@ def test_stop_after_two_forces_the_answer_only_after_the_second_documents(engine
 
     trajs = _engine(engine_parts, None, n=2).rollout(["q"], steer=steer)
     assert [(t.n_searches, t.answer) for t in trajs] == [(2, "one"), (2, "two")]
+
+
+def test_spread_stops_answer_after_one_search_then_after_two(engine_parts):
+    """``train.stop_spread``: a group's stopping samples answer after 1, 2, … searches in turn."""
+    tok = engine_parts[0]
+    stop = StopSteer(tok, n=4, share=0.5, after=2, spread=True)
+    trajs = _engine(engine_parts, None).rollout(["q"], steer=StopScript(tok, stop, searches=3))
+    assert [(t.n_searches, t.answer) for t in sorted(trajs, key=lambda t: t.sample)] == [
+        (1, "one"), (2, "one"), (3, "two"), (3, "two")]
+    assert [stop.after_for(i) for i in range(3)] == [1, 2, 1] and StopSteer(tok, n=4, share=0.5, after=2).after_for(0) == 2
 
 
 @pytest.mark.parametrize("overrides, key", [
@@ -279,6 +289,24 @@ def test_training_stops_after_the_configured_search(tmp_path, smollm_tokenizer):
                                         "rollout.max_searches=3"],
                         StopScript(tok, StopSteer(tok, n=2, share=0.5, after=2), searches=3))
     assert rec["searches_stopped"] == 2 and rec["searches_natural"] == 3
+
+
+@pytest.mark.parametrize("spread, forced_after", [(True, 1), (False, 2)])
+def test_training_arms_spread_the_stops_when_asked(smollm_tokenizer, spread, forced_after):
+    """``train.stop_spread`` reaches the steer the trainer and the bench build: the first stopping
+    sample is made to answer after its first documents only when spread."""
+    from r1searcher.config import TrainConfig
+    from r1searcher.rollout.row import RowState
+    from r1searcher.rollout.steer import training_arms
+
+    tok = smollm_tokenizer
+    steer, _ = training_arms(tok, 8, TrainConfig(stop_share=0.25, stop_after=2, stop_spread=spread))
+    said = tok.encode(SAID, add_special_tokens=False)
+    for searches in (1, 2):
+        row = RowState(group=0, sample=0, question="q", prompt_ids=[1], response_ids=said,
+                       passages=[[]] * searches)
+        forced = steer(row)
+        assert (forced is not None) == (searches == forced_after)
 
 
 def test_without_exploration_the_log_has_no_explore_keys(tmp_path, smollm_tokenizer):

@@ -145,7 +145,7 @@ class StopSteer:
     forced tokens stay in the loss with the policy's own log-prob as their "old" one (off-policy).
     """
 
-    def __init__(self, tokenizer, n: int, share: float, after: int = 1):
+    def __init__(self, tokenizer, n: int, share: float, after: int = 1, spread: bool = False):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"share must be in [0, 1], got {share}")
         if after < 1:
@@ -154,16 +154,23 @@ class StopSteer:
         self.tag = tokenizer.encode(f" {THINK_CLOSE}\n\n{ANSWER_OPEN}", add_special_tokens=False)
         self.last = round(share * n)  # samples 0..last-1 of every group stop
         self.after = after
+        self.spread = spread
 
     def stops(self, row: RowState) -> bool:
         return self.takes(row.sample)
+
+    def after_for(self, sample: int) -> int:
+        """The searches after which a stopping ``sample`` answers: ``after``, or with ``spread`` the
+        stopping samples take 1, 2, …, ``after``, 1, … in turn (one group then compares answering
+        after one search, after two, and the policy's own choice)."""
+        return 1 + sample % self.after if self.spread else self.after
 
     def takes(self, sample: int) -> bool:
         """A group's ``sample``-th sample is in this arm."""
         return sample < self.last
 
     def __call__(self, row: RowState) -> int | None:
-        if not self.stops(row) or len(row.passages) != self.after:
+        if not self.stops(row) or len(row.passages) != self.after_for(row.sample):
             return None
         return _go_on(self.tag, row.turn, self.tokenizer)
 
@@ -185,7 +192,7 @@ def training_arms(tokenizer, n: int, t, *extra: Steer | None) -> tuple[Steer | N
     build them here, so both force and label the same samples."""
     explorer = (ExploreSteer(tokenizer, n, t.explore_share, t.explore_searches, t.explore_at)
                 if t.explore_share > 0 else None)
-    stopper = StopSteer(tokenizer, n, t.stop_share, t.stop_after) if t.stop_share > 0 else None
+    stopper = StopSteer(tokenizer, n, t.stop_share, t.stop_after, t.stop_spread) if t.stop_share > 0 else None
     if explorer is None and stopper is None:
         return None, None
     return chain(stopper, explorer, *extra), partial(arm, explorer=explorer, stopper=stopper)

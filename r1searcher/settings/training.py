@@ -143,6 +143,9 @@ class TrainConfig(Section):
                              "BENCHMARKS.md)", ge=0, le=1)
     stop_after: int = knob(1, "with stop_share: the searches after whose documents a stopping sample closes its "
                            "thought (2: every group compares answering after two searches with searching on)", ge=1)
+    stop_spread: bool = knob(False, "with stop_share: the stopping samples answer after 1, 2, …, stop_after searches "
+                             "in turn instead of all after stop_after (stop_after=2 and a quarter of 8: one answers "
+                             "after its first documents, one after its second)")
     seed: int = knob(0, "seed of the data order and the model's new weights")
     save_every: int = knob(10, "checkpoint every N steps (and at the end)", ge=0)
     keep_last: int = knob(2, "checkpoints kept", ge=0)
