@@ -19,7 +19,9 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--entities", "16", "--eval-questions", "3", "--eval-one-hop", "2",
             "--model", str(model_dir)]
-    small = ["rollout.n_samples=2", "train.questions_per_step=2", "rollout.max_new_tokens_per_turn=8",
+    # groups of 2: one sample in each forced arm (the demo's quarters of 8 round to none of 2)
+    small = ["rollout.n_samples=2", "train.stop_share=0.5", "train.explore_share=0.5", "train.questions_per_step=2",
+             "rollout.max_new_tokens_per_turn=8",
              "rollout.max_response_tokens=24", "train.progress=false", "train.keep_best=true"]
     rc = cli.main(args + ["--minutes", "5", "train.max_steps=1", *small])
     assert rc == 0
@@ -57,14 +59,14 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     hops = {s: {json.loads(x)["hops"] for x in (out / "world" / f"train_stage{s}.jsonl").read_text().splitlines()}
             for s in (1, 2)}
     assert hops[1] == {1, 2} and hops[2] == {1, 2, 3}
-    # stage 2 is weighted towards 2 hops (default 1:1,2:3,3:1) and every copy keeps a unique id,
+    # stage 2 is weighted towards 2 hops (default 1:2,2:3,3:1) and every copy keeps a unique id,
     # so the data loader keeps them all (a duplicate id would be skipped as a bad line)
     from r1searcher.data.qa import load_qa
 
     rows = [json.loads(x) for x in (out / "world" / "train_stage2.jsonl").read_text().splitlines()]
     base = [r for r in rows if "~" not in r["id"]]
     per_hop = {h: sum(r["hops"] == h for r in rows) / max(1, sum(r["hops"] == h for r in base)) for h in (1, 2, 3)}
-    assert per_hop == {1: 1.0, 2: 3.0, 3: 1.0}
+    assert per_hop == {1: 2.0, 2: 3.0, 3: 1.0}
     assert len(load_qa(out / "world" / "train_stage2.jsonl")) == len(rows)
     assert (out / "training_curves.png").stat().st_size > 1000
     # The stage-2 run started from stage 1's checkpoint.

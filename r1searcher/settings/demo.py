@@ -29,7 +29,7 @@ class DemoSpec(Section):
                                    "the training time", gt=0, le=1)
     stage1_hops: int = knob(2, "curriculum: stage 1 trains on 1..N-hop questions", ge=1)
     stage2_hops: int = knob(3, "curriculum: stage 2 trains on 1..N-hop questions", ge=1)
-    stage2_weights: str = knob("1:1,2:3,3:1", "synthetic: times each h-hop training question appears in stage 2's "
+    stage2_weights: str = knob("1:2,2:3,3:1", "synthetic: times each h-hop training question appears in stage 2's "
                                "data, hop:weight,... (0 drops a hop)")
     model: str = knob("qwen-coder-0.5b", "qwen-coder-0.5b (installed by make demo), smollm2 (embedded), or a local "
                       "HF folder")
