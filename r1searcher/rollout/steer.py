@@ -132,7 +132,8 @@ def _go_on(tag: list[int], turn: list[int], tokenizer) -> int | None:
 class StopSteer:
     """Exploration at the stop decision, the mirror of :class:`ExploreSteer`: in each group of ``n``
     samples, the first ``round(share * n)`` close their thought after the first sentence of the turn
-    that follows their ``after``-th documents (`` </think>\n\n<answer>`` is forced; what they read
+    that follows their ``after``-th documents (with ``spread``, their :meth:`after_for`-th:
+    1, 2, …, ``after`` in turn; `` </think>\n\n<answer>`` is forced; what they read
     and the answer are the policy's own). A turn that searches or closes its thought before a full
     stop, or whose first sentence runs past ``MAX_SENTENCE_TOKENS``, is left alone.
 
