@@ -19,8 +19,10 @@ def test_demo_runs_end_to_end_at_toy_scale(tmp_path, smollm_tokenizer):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--entities", "16", "--eval-questions", "3", "--eval-one-hop", "2",
             "--model", str(model_dir)]
-    # groups of 2: one sample in each forced arm (the demo's quarters of 8 round to none of 2)
-    small = ["rollout.n_samples=2", "train.stop_share=0.5", "train.explore_share=0.5", "train.questions_per_step=2",
+    # groups of 2: one sample in each forced arm (the demo's quarters of 8 round to none of 2), so its one
+    # stopping sample answers after the first search (the demo spreads two stops over two searches)
+    small = ["rollout.n_samples=2", "train.stop_share=0.5", "train.stop_after=1", "train.explore_share=0.5",
+             "train.questions_per_step=2",
              "rollout.max_new_tokens_per_turn=8",
              "rollout.max_response_tokens=24", "train.progress=false", "train.keep_best=true"]
     rc = cli.main(args + ["--minutes", "5", "train.max_steps=1", *small])

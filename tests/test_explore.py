@@ -225,11 +225,20 @@ def test_spread_stops_answer_after_one_search_then_after_two(engine_parts):
     (["train.stop_share=1.5"], "train.stop_share"),
     (["rollout.max_searches=2", "train.stop_share=0.25", "train.stop_after=3"], "train.stop_after"),
     (["train.stop_after=0"], "train.stop_after"),
+    # one stopping sample a group cannot answer both after the first search and after the second
+    (["rollout.n_samples=2", "train.stop_share=0.5", "train.stop_after=2", "train.stop_spread=true"],
+     "train.stop_spread"),
 ]
 )
 def test_config_refuses_stops_that_cannot_happen(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, overrides)
+
+
+def test_config_takes_spread_stops_with_a_sample_per_stop():
+    cfg = load_config(None, ["rollout.n_samples=8", "train.stop_share=0.25", "train.stop_after=2",
+                             "train.stop_spread=true"])
+    assert cfg.train.stop_spread and round(cfg.train.stop_share * cfg.rollout.n_samples) == cfg.train.stop_after
 
 
 def test_stop_steer_arguments_are_checked(smollm_tokenizer):
