@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from r1searcher.config import TrainConfig, load_config
-from r1searcher.rl.run import QuestionSampler, Run, lr_factor
+from r1searcher.config import ConfigError, TrainConfig, load_config
+from r1searcher.rl.run import QuestionSampler, Run, interleave, lr_factor, strata_of
 from r1searcher.models.runs import checkpoint_state, latest_checkpoint
 from tests.test_trainer_loop import write_tiny_run
 
@@ -131,6 +131,66 @@ def test_the_engine_times_retrieval_for_the_log(tiny, tmp_path):
 
 
 # --------------------------------------------------------------------------- the small pieces
+
+
+def test_interleave_keeps_every_prefix_in_proportion():
+    assert interleave([[0, 1], [2, 3, 4, 5]]) == [2, 0, 3, 4, 1, 5]
+    pools = [list(range(0, 40)), list(range(100, 160)), list(range(200, 220))]  # 1-, 2-, 3-hop as 2:3:1
+    out = interleave(pools)
+    assert sorted(out) == sorted(sum(pools, []))
+    for j, p in enumerate(pools):
+        assert [x for x in out if x in p] == p  # each pool keeps its own order
+    for i in range(1, len(out) + 1):  # every prefix within one question of each pool's share
+        for p in pools:
+            assert abs(sum(x in p for x in out[:i]) - i * len(p) / len(out)) < 1
+    assert interleave([[7, 8, 9]]) == [7, 8, 9] and interleave([]) == []
+
+
+def test_stratified_sampler_mixes_every_step_and_resumes():
+    """Half the questions 1-hop, half 2-hop, listed 1-hop first: with ``strata`` every step of 2
+    questions holds one of each, epoch after epoch (a plain shuffle gives same-hop steps)."""
+    hops = [1] * 10 + [2] * 10
+    s = QuestionSampler(20, seed=5, strata=hops)
+    for _ in range(30):  # three epochs
+        step = s.next(2)
+        assert sorted(hops[i] for i in step) == [1, 2]
+    again = QuestionSampler(20, seed=5, strata=hops)
+    again.load_state_dict(s.state_dict())
+    assert again.next(6) == s.next(6)
+    one = QuestionSampler(20, seed=5, strata=hops)
+    first, second = one.next(20), one.next(20)
+    assert sorted(first) == sorted(second) == list(range(20)) and first != second  # each epoch reshuffled
+    plain = QuestionSampler(20, seed=5)
+    assert any(len({hops[i] for i in plain.next(2)}) == 1 for _ in range(10))
+    with pytest.raises(ValueError, match="3 stratum labels for 20 questions"):
+        QuestionSampler(20, strata=[1, 2, 1])
+
+
+def test_strata_come_from_a_record_field_and_a_missing_field_is_an_error():
+    from r1searcher.data.qa import QARecord
+
+    recs = [QARecord(str(i), "q", ["a"], {"hops": h} if h else {}) for i, h in enumerate([1, 2, 2, None])]
+    labels = strata_of(recs, "hops")
+    assert labels[1] == labels[2] and len(set(labels)) == 3  # a record without the field: its own stratum
+    assert strata_of(recs, "") is None
+    with pytest.raises(ConfigError, match="data.stratify_by: no training record has the field 'hop'"):
+        strata_of(recs, "hop")
+
+
+def test_a_run_draws_its_steps_across_the_strata(tiny, tmp_path):
+    d = tmp_path / "strat"
+    d.mkdir()
+    qa = d / "qa.jsonl"
+    lines = [json.loads(x) for x in (tiny / "qa.jsonl").read_text().splitlines()]
+    qa.write_text("".join(json.dumps({**r, "hops": 1 if i < 3 else 2}) + "\n" for i, r in enumerate(lines)))
+    cfg = load_config(tiny / "tiny.yaml", [f"data.path={qa}", "data.stratify_by=hops"])
+    run = Run.open(cfg, d / "run")
+    for _ in range(6):
+        assert sorted(r.meta["hops"] for r in run.next_questions()) == [1, 2]
+    run.close()
+    bad = load_config(tiny / "tiny.yaml", [f"data.path={qa}", "data.stratify_by=level"])
+    with pytest.raises(ConfigError, match="no training record has the field 'level'"):
+        Run.open(bad, d / "run2")
 
 
 def test_question_sampler_walks_seeded_epochs_and_resumes():

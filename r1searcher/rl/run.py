@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import yaml
 
-from r1searcher.config import Config, TrainConfig
+from r1searcher.config import Config, ConfigError, TrainConfig
 from r1searcher.rl.best import BEST, RECORD, is_better, read_best, write_best
 from r1searcher.rl.checkpoint import (load_checkpoint, load_model_weights, resume_checkpoint, save_checkpoint,
                                       save_model_folder, seed_everything)
@@ -47,19 +47,36 @@ from r1searcher.models.runs import latest_checkpoint, resolve_model_dir
 
 
 class QuestionSampler:
-    """Endless epochs over ``n`` questions, each a permutation seeded by (seed, epoch); resumable."""
+    """Endless epochs over ``n`` questions, each a permutation seeded by (seed, epoch); resumable.
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+    ``strata`` (one label per question, ``data.stratify_by``): each epoch shuffles every stratum
+    apart and interleaves them so that any run of consecutive questions holds each stratum in
+    proportion to its size (the one furthest behind its share goes next). Why: a step whose
+    questions were all 2-hop (or all 1-hop) moved the one search-or-answer habit the policy has for
+    every question, and a few such steps in a row undid what the others taught (BENCHMARKS.md,
+    "Steps that mix the hops").
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, strata: list | None = None):
         if n <= 0:
             raise ValueError("no training questions")
+        if strata is not None and len(strata) != n:
+            raise ValueError(f"{len(strata)} stratum labels for {n} questions")
         self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.strata = strata
         self.epoch, self.pos = 0, 0
 
     def _order(self) -> list[int]:
-        if not self.shuffle:
-            return list(range(self.n))
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return torch.randperm(self.n, generator=g).tolist()
+        if self.strata is None:
+            return torch.randperm(self.n, generator=g).tolist() if self.shuffle else list(range(self.n))
+        groups: dict = {}
+        for i, label in enumerate(self.strata):
+            groups.setdefault(label, []).append(i)
+        pools = list(groups.values())  # in order of first appearance: deterministic
+        if self.shuffle:
+            pools = [[p[j] for j in torch.randperm(len(p), generator=g).tolist()] for p in pools]
+        return interleave(pools)
 
     def next(self, k: int) -> list[int]:
         out, order = [], self._order()
@@ -79,6 +96,34 @@ class QuestionSampler:
         if s["n"] != self.n:
             raise ValueError(f"the checkpoint was trained on {s['n']} questions, the data now has {self.n}")
         self.epoch, self.pos = s["epoch"], s["pos"]
+
+
+def interleave(pools: list[list[int]]) -> list[int]:
+    """All items of ``pools``, each pool's in its own order, merged so that every prefix holds each
+    pool in proportion to its size: the next item comes from the pool furthest behind its share
+    (ties to the earlier pool). ``[[0, 1], [2, 3, 4, 5]]`` → ``[2, 0, 3, 4, 1, 5]``."""
+    total = sum(len(p) for p in pools)
+    taken = [0] * len(pools)
+    out: list[int] = []
+    for i in range(total):
+        behind = [(i + 1) * len(p) / total - taken[j] if taken[j] < len(p) else -math.inf
+                  for j, p in enumerate(pools)]
+        j = max(range(len(pools)), key=lambda j: (behind[j], -j))
+        out.append(pools[j][taken[j]])
+        taken[j] += 1
+    return out
+
+
+def strata_of(records: list, field: str) -> list | None:
+    """Each record's ``field`` (from its extra fields) as its stratum, or None when ``field`` is ''.
+    Raises ConfigError when no record has the field (a misspelt key would silently do nothing);
+    records without it form a stratum of their own."""
+    if not field:
+        return None
+    labels = [r.meta.get(field) for r in records]
+    if all(x is None for x in labels):
+        raise ConfigError(f"data.stratify_by: no training record has the field {field!r}")
+    return [json.dumps(x, sort_keys=True) for x in labels]  # hashable, whatever the field holds
 
 
 def lr_factor(step: int, t: TrainConfig, spent: float = 0.0) -> float:
@@ -158,7 +203,7 @@ class Run:
         cfg_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
         par.on_main(f"preparing {folder}", _prepare_folder, folder, ckpt, cfg, cfg_yaml)
         records = load_qa(resolve_dataset(cfg.data.path), on_error=cfg.data.on_error, limit=cfg.data.limit or None)
-        sampler = QuestionSampler(len(records), t.seed, cfg.data.shuffle)
+        sampler = QuestionSampler(len(records), t.seed, cfg.data.shuffle, strata_of(records, cfg.data.stratify_by))
         model, tok, ref_model = load_models(cfg)
         if ckpt is not None:  # weights first: a sharded model loads them before it is split
             load_model_weights(model, ckpt / "model")

@@ -88,6 +88,9 @@ class DataConfig(Section):
     limit: int = knob(0, "use the first N questions (0 = all)", ge=0)
     on_error: str = knob("skip", "'skip' bad lines (reported) or 'fail'", choices=("skip", "fail"))
     shuffle: bool = knob(True, "shuffle the questions (seeded by train.seed)")
+    stratify_by: str = knob("", "beyond the paper: a record field (e.g. hops); each step's questions mix its values "
+                            "in proportion to their share of the data, so no update sees one kind alone "
+                            "(rl/run.py QuestionSampler); '' = plain shuffle")
 
 
 @dataclass(frozen=True)
