@@ -95,8 +95,6 @@ def demo_config(spec: DemoSpec, data_path: str, index_dir: str) -> Config:
         "train.save_every=2",
         "train.keep_last=1",
         f"train.seed={spec.seed}",
-        # every step mixes 1-hop with 2- and 3-hop questions (the synthetic world's records say their hops)
-        *(["data.stratify_by=hops"] if spec.task == "synthetic" else []),
         *spec.overrides,
     ])
     return derive(cfg, {f"demo.{f.name}": getattr(spec, f.name) for f in dataclasses.fields(spec)})
