@@ -53,8 +53,9 @@ class QuestionSampler:
     apart and interleaves them so that any run of consecutive questions holds each stratum in
     proportion to its size (the one furthest behind its share goes next). Why: a step whose
     questions were all 2-hop (or all 1-hop) moved the one search-or-answer habit the policy has for
-    every question, and a few such steps in a row undid what the others taught (BENCHMARKS.md,
-    "Steps that mix the hops").
+    every question, and a few such steps in a row undid what the others taught. Mixed steps alone did
+    not make the demo's policy conditional (seed 2 still learned one search for every question), so
+    the demo leaves it off (BENCHMARKS.md, "Steps that mix the hops").
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True, strata: list | None = None):
