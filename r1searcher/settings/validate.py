@@ -68,7 +68,7 @@ def _checks(cfg: Any) -> list[tuple[bool, str]]:
          f"train.stop_share: {t.stop_share} of rollout.n_samples={r.n_samples} rounds to no sample"),
         (t.stop_share > 0 and t.stop_after > r.max_searches,
          f"train.stop_after: {t.stop_after} is more than rollout.max_searches={r.max_searches}"),
-        (t.stop_share > 0 and t.stop_spread and 0 < round(t.stop_share * r.n_samples) < t.stop_after,
+        (t.stop_spread and 0 < round(t.stop_share * r.n_samples) < t.stop_after,
          f"train.stop_spread: {round(t.stop_share * r.n_samples)} stopping sample(s) a group "
          f"(train.stop_share={t.stop_share} of rollout.n_samples={r.n_samples}) cannot spread over "
          f"train.stop_after={t.stop_after} searches; raise stop_share or lower stop_after"),
